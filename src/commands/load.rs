@@ -1,0 +1,66 @@
+//! `cachelab load`: parse hey's flags, run the engine with a progress bar on a terminal,
+//! and print hey's report (or JSON).
+
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::load::{self, LoadArgs, Progress, Stop};
+use crate::output::Printer;
+
+pub async fn load(args: LoadArgs) -> anyhow::Result<u8> {
+    let plan = match args.plan() {
+        Ok(plan) => plan,
+        Err(message) => {
+            Printer::stderr().line(&format!("error: {message}"));
+            return Ok(super::exit::ERROR);
+        }
+    };
+    let progress = Arc::new(Progress::default());
+    let bar = std::io::stderr().is_terminal().then(|| progress_bar(plan.stop));
+    let ticker = bar.clone().map(|bar| {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            // Show nothing for runs shorter than a second.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            loop {
+                bar.set_position(progress.done.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    });
+    let run = load::run(plan, progress);
+    tokio::pin!(run);
+    let summary = tokio::select! {
+        summary = &mut run => summary,
+        _ = crate::shutdown::signalled() => run.await,
+    };
+    if let Some(ticker) = ticker {
+        ticker.abort();
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let out = Printer::stdout();
+    if args.json {
+        out.line(&serde_json::to_string_pretty(&summary.figures())?);
+    } else {
+        out.line(&load::print_text(&summary));
+    }
+    Ok(super::exit::OK)
+}
+
+fn progress_bar(stop: Stop) -> ProgressBar {
+    let bar = match stop {
+        Stop::Requests(n) => ProgressBar::with_draw_target(Some(n), indicatif::ProgressDrawTarget::stderr()),
+        Stop::Duration(_) => ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr()),
+    };
+    let template = match stop {
+        Stop::Requests(_) => "{bar:40} {pos}/{len} requests  {per_sec}  eta {eta}",
+        Stop::Duration(_) => "{spinner} {pos} requests  {per_sec}  {elapsed}",
+    };
+    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar
+}

@@ -1,0 +1,72 @@
+//! `cachelab run`: start the stack once, run each lab from a fresh state, print the
+//! report (and write it as JSON), tear everything down, and exit 0 / 1 / 2.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::RunArgs;
+use crate::lab::{self, report};
+use crate::output::Printer;
+use crate::services::{ServerOptions, Services, Which};
+use crate::stack::Stack;
+
+pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let out = Printer::stdout();
+    let files = match lab::collect_files(&args.paths) {
+        Ok(files) => files,
+        Err(e) => {
+            Printer::stderr().line(&format!("error: {e:#}"));
+            return Ok(super::exit::ERROR);
+        }
+    };
+    if args.timeout == 0 {
+        Printer::stderr().line("error: --timeout must be at least 1 second");
+        return Ok(super::exit::ERROR);
+    }
+    let stack = Stack::start(args.stack.stack_options())?;
+    let options = ServerOptions {
+        bind: [127, 0, 0, 1].into(),
+        port: 0,
+        which: Which::Both,
+        ttl: args.stack.ttl,
+    };
+    let services = Arc::new(Services::start(stack, &options).await?);
+    let watcher = tokio::spawn(crate::shutdown::signalled());
+    let mut labs = Vec::new();
+    for file in &files {
+        if crate::shutdown::requested() {
+            break;
+        }
+        let lab = lab::run_lab(&services, file, Duration::from_secs(args.timeout)).await;
+        report::print_lab(&out, &lab);
+        labs.push(lab);
+    }
+    watcher.abort();
+    let run_report = report::RunReport::new(labs);
+    report::print_totals(&out, &run_report);
+    if let Some(path) = &args.json {
+        let json = serde_json::to_string_pretty(&run_report)?;
+        if let Err(e) = std::fs::write(path, json) {
+            Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
+            shutdown(services).await;
+            return Ok(super::exit::ERROR);
+        }
+    }
+    shutdown(services).await;
+    Ok(run_report.exit_code())
+}
+
+async fn shutdown(services: Arc<Services>) {
+    // Pending lab requests may still hold a reference for a moment.
+    let mut services = services;
+    for _ in 0..100 {
+        match Arc::try_unwrap(services) {
+            Ok(owned) => return owned.shutdown().await,
+            Err(shared) => {
+                services = shared;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    tracing::warn!("a lab thread still holds the services; the stack ends with the process");
+}

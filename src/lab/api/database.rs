@@ -1,0 +1,44 @@
+//! Looking inside PostgreSQL, bypassing the servers and the cache.
+
+use rhai::{Array, Dynamic};
+
+use super::{def, Registry};
+use crate::lab::context;
+use crate::lab::convert::{arg_array, arg_int, arg_str, from_json, lab_error, to_json, LabResult};
+
+pub fn register(r: &mut Registry) {
+    def!(r, "database", "db_get(id: int) -> map",
+        "The users row with this id straight from Postgres (#{id, name, email, updated_at}), or ().",
+        |id: Dynamic| -> LabResult<Dynamic> {
+            let id = arg_int("db_get", "id", &id)?;
+            let Ok(id) = i32::try_from(id) else { return Ok(Dynamic::UNIT) };
+            context::with(|ctx| {
+                let store = ctx.services.store.clone();
+                let user = ctx
+                    .block_on(async move { store.get_user(id, std::time::Duration::ZERO).await })?
+                    .map_err(|e| lab_error(format!("db_get: {e:#}")))?;
+                Ok(user.map_or(Dynamic::UNIT, |u| crate::lab::convert::to_dynamic(&u)))
+            })
+        });
+    def!(r, "database", "db_query(sql: string) -> array",
+        "Run SQL; rows come back as an array of maps (empty for statements without rows).",
+        |sql: Dynamic| -> LabResult<Array> { query("db_query", &sql, Vec::new()) });
+    def!(r, "database", "db_query(sql: string, params: array) -> array",
+        "Run SQL with $1, $2, ... bound to params, e.g. db_query(\"SELECT * FROM users WHERE id = $1\", [7]).",
+        |sql: Dynamic, params: Dynamic| -> LabResult<Array> {
+            let params = arg_array("db_query", "params", &params)?;
+            query("db_query", &sql, params)
+        });
+}
+
+fn query(function: &str, sql: &Dynamic, params: Array) -> LabResult<Array> {
+    let sql = arg_str(function, "sql", sql)?;
+    let params: Vec<serde_json::Value> = params.iter().map(to_json).collect();
+    context::with(|ctx| {
+        let store = ctx.services.store.clone();
+        let rows = ctx
+            .block_on(async move { store.query_json(&sql, &params).await })?
+            .map_err(|e| lab_error(format!("{function}: {e:#}")))?;
+        Ok(rows.iter().map(from_json).collect())
+    })
+}

@@ -1,0 +1,95 @@
+//! The lab API: every function a lab can call, registered from one table.
+//!
+//! Each group file calls `def!` with the function's signature, a one-line doc and the
+//! function itself. `def!` registers the function with the engine and records its doc, so
+//! `cachelab api` prints exactly what the engine knows — there is no second list.
+
+mod checks;
+mod data;
+mod database;
+mod http;
+mod load;
+mod redis;
+mod server;
+mod target;
+mod time;
+
+use rhai::Engine;
+
+/// One registered function as `cachelab api` shows it.
+#[derive(Debug, Clone)]
+pub struct FnDoc {
+    pub group: &'static str,
+    /// `name(arg: type, ...) -> type`
+    pub signature: &'static str,
+    pub doc: &'static str,
+}
+
+impl FnDoc {
+    /// The function's name: its signature up to the parenthesis.
+    pub fn name(&self) -> &'static str {
+        self.signature.split('(').next().unwrap_or(self.signature)
+    }
+}
+
+/// The engine being filled and the docs of what was registered.
+pub struct Registry<'e> {
+    pub engine: &'e mut Engine,
+    pub docs: Vec<FnDoc>,
+}
+
+/// Register a function and its doc in one step:
+/// `def!(r, "group", "name(arg: type) -> type", "What it does.", |arg: Dynamic| ...)`.
+macro_rules! def {
+    ($registry:expr, $group:literal, $signature:literal, $doc:literal, $function:expr) => {{
+        let doc = $crate::lab::api::FnDoc {
+            group: $group,
+            signature: $signature,
+            doc: $doc,
+        };
+        $registry.engine.register_fn(doc.name(), $function);
+        $registry.docs.push(doc);
+    }};
+}
+pub(crate) use def;
+
+/// Register the whole lab API into `engine`; returns the docs in registration order.
+pub fn register_all(engine: &mut Engine) -> Vec<FnDoc> {
+    let mut registry = Registry {
+        engine,
+        docs: Vec::new(),
+    };
+    target::register(&mut registry);
+    http::register(&mut registry);
+    load::register(&mut registry);
+    server::register(&mut registry);
+    redis::register(&mut registry);
+    database::register(&mut registry);
+    data::register(&mut registry);
+    checks::register(&mut registry);
+    time::register(&mut registry);
+    registry.docs
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_documented_function_is_registered_once_per_signature() {
+        let mut engine = rhai::Engine::new_raw();
+        let docs = super::register_all(&mut engine);
+        assert!(docs.len() >= 30, "{}", docs.len());
+        let mut signatures: Vec<_> = docs.iter().map(|d| d.signature).collect();
+        signatures.sort();
+        signatures.dedup();
+        assert_eq!(signatures.len(), docs.len(), "a signature is listed twice");
+        let names: Vec<String> = engine
+            .gen_fn_signatures(false)
+            .iter()
+            .map(|s| s.split('(').next().unwrap_or_default().to_string())
+            .collect();
+        for doc in &docs {
+            assert!(names.iter().any(|n| n == doc.name()), "{} is documented but not registered", doc.name());
+            assert!(!doc.doc.is_empty());
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Which user id a request asks for, when a URL has `{id}` in it: uniform over a range,
+//! or Zipf-distributed (a few hot keys, a long tail), as real caches see.
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+
+/// The id distribution a run draws from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyDist {
+    Uniform,
+    /// Zipf with exponent `s`: id 1 is the hottest.
+    Zipf(f64),
+}
+
+impl KeyDist {
+    /// `uniform`, `zipf` (s = 1.0) or `zipf:<s>`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "uniform" => Ok(Self::Uniform),
+            "zipf" => Ok(Self::Zipf(1.0)),
+            _ => match text.strip_prefix("zipf:").map(str::parse::<f64>) {
+                Some(Ok(s)) if s > 0.0 && s.is_finite() => Ok(Self::Zipf(s)),
+                _ => Err(format!(
+                    "unknown key distribution {text:?}; use uniform, zipf or zipf:<s> with s > 0"
+                )),
+            },
+        }
+    }
+}
+
+/// An inclusive id range like `1..1000`.
+pub fn parse_ids(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("ids must look like 1..1000 (inclusive, first >= 1), got {text:?}");
+    let (lo, hi) = text.split_once("..").ok_or_else(bad)?;
+    let lo: u64 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u64 = hi.trim_start_matches('=').trim().parse().map_err(|_| bad())?;
+    if lo == 0 || hi < lo {
+        return Err(bad());
+    }
+    Ok((lo, hi))
+}
+
+/// Draws ids for one worker (each worker has its own generator: no shared lock).
+pub struct KeyPicker {
+    rng: SmallRng,
+    first: u64,
+    count: u64,
+    zipf: Option<Zipf<f64>>,
+}
+
+impl KeyPicker {
+    pub fn new(dist: &KeyDist, (first, last): (u64, u64), seed: u64) -> Self {
+        let count = last - first + 1;
+        let zipf = match dist {
+            KeyDist::Uniform => None,
+            KeyDist::Zipf(s) => Some(Zipf::new(count as f64, *s).expect("validated exponent")),
+        };
+        Self {
+            rng: SmallRng::seed_from_u64(seed),
+            first,
+            count,
+            zipf,
+        }
+    }
+
+    pub fn next_id(&mut self) -> u64 {
+        let offset = match &self.zipf {
+            Some(z) => (z.sample(&mut self.rng) as u64).clamp(1, self.count) - 1,
+            None => self.rng.random_range(0..self.count),
+        };
+        self.first + offset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zipf_makes_the_first_id_the_hottest_and_stays_in_range() {
+        let mut picker = KeyPicker::new(&KeyDist::Zipf(1.1), (1, 1000), 7);
+        let mut counts = vec![0u32; 1001];
+        for _ in 0..20_000 {
+            let id = picker.next_id();
+            assert!((1..=1000).contains(&id));
+            counts[id as usize] += 1;
+        }
+        assert!(counts[1] > counts[2] && counts[2] > counts[50], "{:?}", &counts[..5]);
+    }
+
+    #[test]
+    fn parses_distributions_and_ranges() {
+        assert_eq!(KeyDist::parse("zipf:1.2").unwrap(), KeyDist::Zipf(1.2));
+        assert!(KeyDist::parse("zipf:-1").is_err());
+        assert_eq!(parse_ids("1..1000").unwrap(), (1, 1000));
+        assert!(parse_ids("0..5").is_err());
+        assert!(parse_ids("9..2").is_err());
+    }
+}

@@ -1,0 +1,82 @@
+//! hey's report layout, so hey users feel at home: summary, response-time histogram,
+//! latency distribution, status codes, the X-Cache split, and errors.
+
+use std::fmt::Write;
+
+use super::summary::Summary;
+
+const BAR: char = '■';
+const BAR_WIDTH: u64 = 40;
+
+/// The text report of a finished run.
+pub fn print_text(summary: &Summary) -> String {
+    let f = summary.figures();
+    let secs = |ms: f64| ms / 1000.0;
+    let mut out = String::new();
+    let _ = writeln!(out, "\nSummary:");
+    let _ = writeln!(out, "  Total:\t{:.4} secs", f.total_secs);
+    let _ = writeln!(out, "  Slowest:\t{:.4} secs", secs(f.slowest));
+    let _ = writeln!(out, "  Fastest:\t{:.4} secs", secs(f.fastest));
+    let _ = writeln!(out, "  Average:\t{:.4} secs", secs(f.average));
+    let _ = writeln!(out, "  Requests/sec:\t{:.4}", f.rps);
+    let responses = summary.responses();
+    if responses > 0 {
+        let _ = writeln!(out, "\n  Total data:\t{} bytes", f.bytes);
+        let _ = writeln!(out, "  Size/request:\t{} bytes", f.bytes / responses);
+    }
+    if !summary.tally.latency.is_empty() {
+        let _ = writeln!(out, "\nResponse time histogram:");
+        histogram(&mut out, summary);
+        let _ = writeln!(out, "\nLatency distribution:");
+        for (label, q) in [
+            ("10%", f.p10),
+            ("25%", f.p25),
+            ("50%", f.p50),
+            ("75%", f.p75),
+            ("90%", f.p90),
+            ("95%", f.p95),
+            ("99%", f.p99),
+            ("99.9%", f.p999),
+        ] {
+            let _ = writeln!(out, "  {label} in {:.4} secs", secs(q));
+        }
+    }
+    if !f.status.is_empty() {
+        let _ = writeln!(out, "\nStatus code distribution:");
+        for (code, n) in &f.status {
+            let _ = writeln!(out, "  [{code}]\t{n} responses");
+        }
+    }
+    if f.cache_hits + f.cache_misses > 0 {
+        let total = (f.cache_hits + f.cache_misses) as f64;
+        let _ = writeln!(out, "\nCache (X-Cache header):");
+        let _ = writeln!(out, "  [HIT]\t{} responses ({:.1}%)", f.cache_hits, 100.0 * f.cache_hits as f64 / total);
+        let _ = writeln!(out, "  [MISS]\t{} responses ({:.1}%)", f.cache_misses, 100.0 * f.cache_misses as f64 / total);
+    }
+    if !f.error_kinds.is_empty() {
+        let _ = writeln!(out, "\nError distribution:");
+        for (kind, n) in &f.error_kinds {
+            let _ = writeln!(out, "  [{n}]\t{kind}");
+        }
+    }
+    out
+}
+
+/// Eleven buckets evenly spaced from fastest to slowest, as hey draws them.
+fn histogram(out: &mut String, summary: &Summary) {
+    let h = &summary.tally.latency;
+    let (lo, hi) = (h.min(), h.max());
+    let buckets = 11u64;
+    let step = ((hi - lo) / (buckets - 1)).max(1);
+    let mut counts = vec![0u64; buckets as usize];
+    for v in h.iter_recorded() {
+        let i = ((v.value_iterated_to().saturating_sub(lo)) / step).min(buckets - 1);
+        counts[i as usize] += v.count_at_value();
+    }
+    let most = counts.iter().copied().max().unwrap_or(1).max(1);
+    for (i, count) in counts.iter().enumerate() {
+        let mark = (lo + step * i as u64) as f64 / 1e6;
+        let bar: String = std::iter::repeat_n(BAR, (count * BAR_WIDTH / most) as usize).collect();
+        let _ = writeln!(out, "  {mark:.3} [{count}]\t|{bar}");
+    }
+}

@@ -1,0 +1,53 @@
+//! cachelab: run and assert on cache behaviour. Parses the command line, sets up logging,
+//! and hands over to one subcommand; its result is the exit code.
+
+use cachelab::{cli, commands, output};
+use clap::Parser;
+use std::process::ExitCode;
+
+use commands::exit;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(cli.verbose);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
+    };
+    // Commands run inside block_on on this (the main) thread, so the managed servers they
+    // start get a parent-death signal tied to the whole process.
+    let result = runtime.block_on(async {
+        match cli.command {
+            cli::Command::Run(args) => commands::run::run(args).await,
+            cli::Command::Serve(args) => commands::serve::serve(args).await,
+            cli::Command::Load(args) => commands::load::load(args).await,
+            cli::Command::Api => Ok(commands::api::api()),
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            output::Printer::stderr().line(&format!("error: {e:#}"));
+            ExitCode::from(exit::ERROR)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "cachelab=warn",
+        1 => "cachelab=debug",
+        _ => "cachelab=trace,info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,116 @@
+//! A throw-away `redis-server` on a free loopback port, with no persistence.
+
+use anyhow::{bail, Context};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::{binaries, child::ManagedChild, ports};
+
+/// A `redis-server` this process started and will end.
+pub struct ManagedRedis {
+    child: ManagedChild,
+    port: u16,
+    log: PathBuf,
+}
+
+impl ManagedRedis {
+    /// Start `redis-server` in `dir` and wait until it answers PING.
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        let binary = binaries::redis_server()?;
+        let mut last_error = None;
+        // A free port can be taken between asking and binding: try a few.
+        for _ in 0..3 {
+            let port = ports::free_port()?;
+            match Self::start_on(&binary, dir, port) {
+                Ok(redis) => return Ok(redis),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.expect("at least one attempt"))
+    }
+
+    fn start_on(binary: &Path, dir: &Path, port: u16) -> anyhow::Result<Self> {
+        let log = dir.join(format!("redis-{port}.log"));
+        let mut command = Command::new(binary);
+        command.args(["--port", &port.to_string()]).args([
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--dir",
+        ]);
+        command.arg(dir);
+        let mut child = ManagedChild::spawn("redis-server", command, &log, libc::SIGTERM, libc::SIGKILL)
+            .with_context(|| format!("starting redis-server on port {port}"))?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if answers_ping(port) {
+                return Ok(Self { child, port, log });
+            }
+            if child.has_exited() {
+                bail!(
+                    "redis-server on port {port} exited during start-up: {}",
+                    log_tail(&log)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!("redis-server on port {port} did not answer PING within 5 s");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.pid()
+    }
+
+    /// Kill the server without warning, as a crash would.
+    pub fn kill(&mut self) {
+        self.child.kill();
+    }
+
+    /// The server's log, for error messages.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+fn answers_ping(port: u16) -> bool {
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    if stream.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    stream.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// The last lines of a server log, to explain a failed start.
+pub fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    let tail: Vec<&str> = lines.into_iter().rev().collect();
+    if tail.is_empty() {
+        format!("(no output in {})", path.display())
+    } else {
+        tail.join(" | ")
+    }
+}

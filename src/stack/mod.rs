@@ -1,0 +1,199 @@
+//! Where Redis and PostgreSQL come from: managed (started here, thrown away on exit) or
+//! external (URLs the user gives). Everything above this module sees only URLs and two
+//! permissions: whether Redis may be flushed and whether the users table may be reloaded.
+
+mod binaries;
+mod child;
+mod managed_postgres;
+mod managed_redis;
+mod ports;
+pub mod reaper;
+
+pub use managed_postgres::ManagedPostgres;
+pub use managed_redis::ManagedRedis;
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+/// What the user asked for on the command line (or through the environment).
+#[derive(Debug, Clone, Default)]
+pub struct StackOptions {
+    /// External Redis instead of a managed one.
+    pub redis_url: Option<String>,
+    /// External PostgreSQL instead of a managed one.
+    pub database_url: Option<String>,
+    /// Allow FLUSHALL and CONFIG SET on an external Redis.
+    pub allow_flush: bool,
+    /// Reload users.json into an external users table even when it holds rows.
+    pub reset_data: bool,
+}
+
+/// The Redis the servers use.
+pub enum RedisSource {
+    Managed(ManagedRedis),
+    External(String),
+}
+
+/// The PostgreSQL the servers use.
+pub enum PostgresSource {
+    Managed(ManagedPostgres),
+    External(String),
+}
+
+/// Both data servers, wherever they come from. Dropping it ends the managed ones and
+/// removes their temp dir (fields drop in declaration order: servers first, dir last).
+pub struct Stack {
+    pub redis: RedisSource,
+    pub postgres: PostgresSource,
+    options: StackOptions,
+    dir: Option<StackDir>,
+}
+
+impl Stack {
+    /// Start what must be managed and take the rest from the options.
+    /// Call it from the main thread: children started there die with cachelab even if it is
+    /// SIGKILLed.
+    pub fn start(options: StackOptions) -> anyhow::Result<Self> {
+        let needs_dir = options.redis_url.is_none() || options.database_url.is_none();
+        let dir = needs_dir.then(StackDir::create).transpose()?;
+        let redis = match &options.redis_url {
+            Some(url) => RedisSource::External(url.clone()),
+            None => RedisSource::Managed(ManagedRedis::start(dir.as_ref().unwrap().path())?),
+        };
+        let postgres = match &options.database_url {
+            Some(url) => PostgresSource::External(url.clone()),
+            None => PostgresSource::Managed(ManagedPostgres::start(dir.as_ref().unwrap().path())?),
+        };
+        Ok(Self {
+            redis,
+            postgres,
+            options,
+            dir,
+        })
+    }
+
+    pub fn redis_url(&self) -> String {
+        match &self.redis {
+            RedisSource::Managed(r) => r.url(),
+            RedisSource::External(url) => url.clone(),
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.postgres {
+            PostgresSource::Managed(p) => p.url(),
+            PostgresSource::External(url) => url.clone(),
+        }
+    }
+
+    /// May labs FLUSHALL and CONFIG SET this Redis?
+    pub fn may_flush_redis(&self) -> bool {
+        matches!(self.redis, RedisSource::Managed(_)) || self.options.allow_flush
+    }
+
+    /// May the users table be truncated and reloaded from users.json?
+    pub fn may_reset_data(&self) -> bool {
+        matches!(self.postgres, PostgresSource::Managed(_)) || self.options.reset_data
+    }
+
+    pub fn is_redis_managed(&self) -> bool {
+        matches!(self.redis, RedisSource::Managed(_))
+    }
+
+    /// The managed Redis, for tests that crash it.
+    pub fn managed_redis(&mut self) -> Option<&mut ManagedRedis> {
+        match &mut self.redis {
+            RedisSource::Managed(r) => Some(r),
+            RedisSource::External(_) => None,
+        }
+    }
+
+    /// The managed PostgreSQL, for tests that stop and restart it.
+    pub fn managed_postgres(&mut self) -> Option<&mut ManagedPostgres> {
+        match &mut self.postgres {
+            PostgresSource::Managed(p) => Some(p),
+            PostgresSource::External(_) => None,
+        }
+    }
+
+    /// The temp dir holding the managed servers' data and logs.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_ref().map(|d| d.path())
+    }
+
+    /// The redis-cli command that reaches this Redis (password hidden).
+    pub fn redis_cli_hint(&self) -> String {
+        match &self.redis {
+            RedisSource::Managed(r) => format!("redis-cli -p {}", r.port()),
+            RedisSource::External(url) => format!("redis-cli -u {}", redact(url)),
+        }
+    }
+
+    /// The psql command that reaches this PostgreSQL (password hidden).
+    pub fn psql_hint(&self) -> String {
+        format!("psql {}", redact(&self.database_url()))
+    }
+}
+
+/// The temp dir of a managed stack, removed when dropped (or by the reaper at exit).
+struct StackDir {
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+}
+
+impl StackDir {
+    fn create() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("cachelab-")
+            .tempdir()
+            .context("creating the stack's temp dir")?;
+        let path = dir.path().to_path_buf();
+        reaper::track_dir(path.clone());
+        Ok(Self {
+            dir: Some(dir),
+            path,
+        })
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StackDir {
+    fn drop(&mut self) {
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.close();
+        }
+        reaper::untrack_dir(&self.path);
+    }
+}
+
+/// Hide the password of a `scheme://user:password@host/...` URL.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("postgres://bob:s3cret@db.local:5432/app"),
+            "postgres://bob:***@db.local:5432/app"
+        );
+        assert_eq!(redact("redis://:pw@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
+        assert_eq!(redact("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
+    }
+}
