@@ -93,10 +93,15 @@ impl Cache {
     pub fn log_error(&self, op: &str, key: &str, err: &redis::RedisError) {
         let mut burst = self.burst.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        let new_burst = burst.last_error.is_none_or(|t| now.duration_since(t) > BURST_GAP);
+        let new_burst = burst
+            .last_error
+            .is_none_or(|t| now.duration_since(t) > BURST_GAP);
         if new_burst {
             if burst.count > 1 {
-                tracing::info!("previous burst of Redis errors: {} failed calls", burst.count);
+                tracing::info!(
+                    "previous burst of Redis errors: {} failed calls",
+                    burst.count
+                );
             }
             tracing::warn!(
                 "Redis {op} {key} failed: {err}; answering from Postgres (further failures in this burst are counted in cache_errors, not logged)"

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use crate::services::Which;
 
 #[derive(Parser, Debug)]
-#[command(name = "cachelab", version, about = "Run and assert on cache behaviour: cache-aside and write-through servers over real Redis and PostgreSQL, driven by Rhai lab scripts.")]
+#[command(
+    name = "cachelab",
+    version,
+    about = "Run and assert on cache behaviour: cache-aside and write-through servers over real Redis and PostgreSQL, driven by Rhai lab scripts."
+)]
 pub struct Cli {
     /// More logging (-v: debug, e.g. CACHE HIT / CACHE MISS per request). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

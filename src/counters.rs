@@ -146,7 +146,8 @@ impl LatencyHistogram {
             self.buckets[i].fetch_add(1, Relaxed);
         }
         self.count.fetch_add(1, Relaxed);
-        self.sum_micros.fetch_add(elapsed.as_micros() as u64, Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Relaxed);
     }
 
     fn reset(&self) {

@@ -21,7 +21,9 @@ pub struct SeedUser {
 /// The parsed records of `users.json` (parsed once).
 pub fn users() -> &'static [SeedUser] {
     static USERS: OnceLock<Vec<SeedUser>> = OnceLock::new();
-    USERS.get_or_init(|| serde_json::from_str(USERS_JSON).expect("users.json is valid (checked by tests)"))
+    USERS.get_or_init(|| {
+        serde_json::from_str(USERS_JSON).expect("users.json is valid (checked by tests)")
+    })
 }
 
 #[cfg(test)]

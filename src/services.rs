@@ -72,7 +72,11 @@ impl Services {
             stack,
         };
         let port_of = |offset: u16| {
-            let port = if options.port == 0 { 0 } else { options.port + offset };
+            let port = if options.port == 0 {
+                0
+            } else {
+                options.port + offset
+            };
             SocketAddr::new(options.bind, port)
         };
         if options.which != Which::WriteThrough {
@@ -84,14 +88,19 @@ impl Services {
         Ok(services)
     }
 
-    async fn add_server<S: Strategy>(&mut self, strategy: S, addr: SocketAddr) -> anyhow::Result<()> {
+    async fn add_server<S: Strategy>(
+        &mut self,
+        strategy: S,
+        addr: SocketAddr,
+    ) -> anyhow::Result<()> {
         let backend = Arc::new(Backend {
             store: self.store.clone(),
             cache: self.cache.clone(),
             counters: Counters::default(),
             knobs: self.knobs.clone(),
         });
-        self.servers.push(StrategyServer::start(strategy, backend, addr).await?);
+        self.servers
+            .push(StrategyServer::start(strategy, backend, addr).await?);
         Ok(())
     }
 

@@ -202,7 +202,10 @@ impl Store {
             .collect();
         if returns_rows {
             let rows = client.query(&stmt, &refs).await?;
-            Ok(rows.iter().map(|r| r.get::<_, serde_json::Value>(0)).collect())
+            Ok(rows
+                .iter()
+                .map(|r| r.get::<_, serde_json::Value>(0))
+                .collect())
         } else {
             client.execute(&stmt, &refs).await?;
             Ok(Vec::new())

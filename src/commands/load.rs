@@ -19,7 +19,9 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<u8> {
         }
     };
     let progress = Arc::new(Progress::default());
-    let bar = std::io::stderr().is_terminal().then(|| progress_bar(plan.stop));
+    let bar = std::io::stderr()
+        .is_terminal()
+        .then(|| progress_bar(plan.stop));
     let ticker = bar.clone().map(|bar| {
         let progress = progress.clone();
         tokio::spawn(async move {
@@ -54,13 +56,19 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<u8> {
 
 fn progress_bar(stop: Stop) -> ProgressBar {
     let bar = match stop {
-        Stop::Requests(n) => ProgressBar::with_draw_target(Some(n), indicatif::ProgressDrawTarget::stderr()),
-        Stop::Duration(_) => ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr()),
+        Stop::Requests(n) => {
+            ProgressBar::with_draw_target(Some(n), indicatif::ProgressDrawTarget::stderr())
+        }
+        Stop::Duration(_) => {
+            ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr())
+        }
     };
     let template = match stop {
         Stop::Requests(_) => "{bar:40} {pos}/{len} requests  {per_sec}  eta {eta}",
         Stop::Duration(_) => "{spinner} {pos} requests  {per_sec}  {elapsed}",
     };
-    bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     bar
 }

@@ -19,10 +19,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     for server in &services.servers {
         out.line(&format!("{:<14} {}", server.name, server.url()));
     }
-    out.line(&format!("{:<14} {}", "redis", services.stack.redis_cli_hint()));
-    out.line(&format!("{:<14} {}", "postgres", services.stack.psql_hint()));
+    out.line(&format!(
+        "{:<14} {}",
+        "redis",
+        services.stack.redis_cli_hint()
+    ));
+    out.line(&format!(
+        "{:<14} {}",
+        "postgres",
+        services.stack.psql_hint()
+    ));
     if let Some(first) = services.servers.first() {
-        out.line(&format!("try: curl -i {}/users/1    (Ctrl-C to stop)", first.url()));
+        out.line(&format!(
+            "try: curl -i {}/users/1    (Ctrl-C to stop)",
+            first.url()
+        ));
     }
     crate::shutdown::signalled().await;
     services.shutdown().await;

@@ -10,6 +10,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::Future;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,11 +48,11 @@ pub struct LabContext {
 }
 
 thread_local! {
-    static CURRENT: RefCell<Option<Arc<LabContext>>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Option<Rc<LabContext>>> = const { RefCell::new(None) };
 }
 
 /// Make `ctx` the current lab of this thread.
-pub fn enter(ctx: Arc<LabContext>) {
+pub fn enter(ctx: Rc<LabContext>) {
     CURRENT.with(|c| *c.borrow_mut() = Some(ctx));
 }
 
@@ -65,7 +66,9 @@ pub fn with<R>(f: impl FnOnce(&LabContext) -> LabResult<R>) -> LabResult<R> {
     let ctx = CURRENT.with(|c| c.borrow().clone());
     match ctx {
         Some(ctx) => f(&ctx),
-        None => Err(lab_error("lab functions can only be called while a lab runs")),
+        None => Err(lab_error(
+            "lab functions can only be called while a lab runs",
+        )),
     }
 }
 
@@ -118,7 +121,10 @@ impl LabContext {
     }
 
     pub fn add_check(&self, name: String, pass: bool, line: Option<usize>) {
-        self.record.borrow_mut().checks.push(CheckRecord { name, pass, line });
+        self.record
+            .borrow_mut()
+            .checks
+            .push(CheckRecord { name, pass, line });
     }
 
     pub fn add_note(&self, text: String) {

@@ -9,7 +9,10 @@ pub type LabResult<T> = Result<T, Box<EvalAltResult>>;
 /// A runtime error carrying the message a lab author sees.
 pub fn lab_error(message: impl Into<String>) -> Box<EvalAltResult> {
     let message: String = message.into();
-    Box::new(EvalAltResult::ErrorRuntime(message.into(), rhai::Position::NONE))
+    Box::new(EvalAltResult::ErrorRuntime(
+        message.into(),
+        rhai::Position::NONE,
+    ))
 }
 
 /// JSON → Dynamic: numbers to i64 (or f64), objects to maps, arrays to arrays.
@@ -46,10 +49,22 @@ pub fn to_json(value: &Dynamic) -> serde_json::Value {
     } else if value.is_string() {
         Value::String(value.clone().into_string().unwrap_or_default())
     } else if value.is_array() {
-        Value::Array(value.clone().into_array().unwrap_or_default().iter().map(to_json).collect())
+        Value::Array(
+            value
+                .clone()
+                .into_array()
+                .unwrap_or_default()
+                .iter()
+                .map(to_json)
+                .collect(),
+        )
     } else if value.is_map() {
         let map = value.clone().cast::<Map>();
-        Value::Object(map.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect())
+        Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.to_string(), to_json(v)))
+                .collect(),
+        )
     } else {
         Value::String(value.to_string())
     }
@@ -123,7 +138,9 @@ pub fn arg_num(function: &str, arg: &str, value: &Dynamic) -> LabResult<f64> {
 
 /// A bool argument.
 pub fn arg_bool(function: &str, arg: &str, value: &Dynamic) -> LabResult<bool> {
-    value.as_bool().map_err(|_| wrong(function, arg, "a bool (true/false)", value))
+    value
+        .as_bool()
+        .map_err(|_| wrong(function, arg, "a bool (true/false)", value))
 }
 
 /// A map argument.
@@ -154,7 +171,9 @@ pub fn same_value(a: &Dynamic, b: &Dynamic) -> bool {
                 .and_then(serde_json::Number::from_f64)
                 .map_or(Value::Null, Value::Number),
             Value::Array(items) => Value::Array(items.into_iter().map(norm).collect()),
-            Value::Object(fields) => Value::Object(fields.into_iter().map(|(k, v)| (k, norm(v))).collect()),
+            Value::Object(fields) => {
+                Value::Object(fields.into_iter().map(|(k, v)| (k, norm(v))).collect())
+            }
             other => other,
         }
     }
@@ -167,7 +186,8 @@ mod tests {
 
     #[test]
     fn json_round_trips_through_dynamic_with_native_number_types() {
-        let json = serde_json::json!({"id": 7, "ratio": 0.5, "tags": ["a", 1], "none": null, "ok": true});
+        let json =
+            serde_json::json!({"id": 7, "ratio": 0.5, "tags": ["a", 1], "none": null, "ok": true});
         let dynamic = from_json(&json);
         let map = dynamic.clone().cast::<Map>();
         assert!(map["id"].is_int());
@@ -186,6 +206,10 @@ mod tests {
     #[test]
     fn wrong_arguments_name_the_function_and_argument() {
         let err = arg_str("http_get", "path", &Dynamic::from(5_i64)).unwrap_err();
-        assert!(err.to_string().contains("http_get: argument `path` must be a string, got int 5"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("http_get: argument `path` must be a string, got int 5"),
+            "{err}"
+        );
     }
 }

@@ -10,6 +10,7 @@ use anyhow::Context;
 use rhai::{Engine, EvalAltResult, Position};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,13 +79,25 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, timeout: Duration) -
         Ok(s) => s,
         Err(e) => {
             let outcome = Outcome::ScriptError(format!("{}: cannot read: {e}", file.display()));
-            return LabReport::new(file.to_path_buf(), file.display().to_string(), LabRecord::default(), started.elapsed(), outcome);
+            return LabReport::new(
+                file.to_path_buf(),
+                file.display().to_string(),
+                LabRecord::default(),
+                started.elapsed(),
+                outcome,
+            );
         }
     };
     let title = title_of(&source, file);
     if let Err(e) = services.reset().await {
         let outcome = Outcome::ScriptError(format!("setting up the fresh state: {e:#}"));
-        return LabReport::new(file.to_path_buf(), title, LabRecord::default(), started.elapsed(), outcome);
+        return LabReport::new(
+            file.to_path_buf(),
+            title,
+            LabRecord::default(),
+            started.elapsed(),
+            outcome,
+        );
     }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let file_owned = file.to_path_buf();
@@ -95,11 +108,15 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, timeout: Duration) -
     let spawned = std::thread::Builder::new()
         .name("lab".into())
         .spawn(move || {
-            let ctx = Arc::new(LabContext {
+            // Lab functions create timers and tasks: give this thread the runtime's context.
+            let _runtime_context = runtime.enter();
+            let ctx = Rc::new(LabContext {
                 services,
-                http: hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .build_http(),
-                runtime,
+                http: hyper_util::client::legacy::Client::builder(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .build_http(),
+                runtime: runtime.clone(),
                 deadline,
                 strategy: RefCell::new("cache-aside".to_string()),
                 record: RefCell::new(LabRecord::default()),
@@ -107,28 +124,56 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, timeout: Duration) -
                 pending: RefCell::new(Default::default()),
                 next_handle: RefCell::new(0),
             });
-            let outcome = execute(&ctx, &file_owned, &source);
+            let run = std::panic::AssertUnwindSafe(|| execute(&ctx, &file_owned, &source));
+            let outcome = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                Outcome::ScriptError(format!(
+                    "{}: internal error (please report): {message}",
+                    file_owned.display()
+                ))
+            });
+            context::leave();
             let record = ctx.record.borrow().clone();
             let _ = done_tx.send((outcome, record));
         });
     if let Err(e) = spawned {
         let outcome = Outcome::ScriptError(format!("starting the lab thread: {e}"));
-        return LabReport::new(file.to_path_buf(), title, LabRecord::default(), started.elapsed(), outcome);
+        return LabReport::new(
+            file.to_path_buf(),
+            title,
+            LabRecord::default(),
+            started.elapsed(),
+            outcome,
+        );
     }
     // Every blocking lab call is bounded by the deadline; the grace period covers the
     // unwinding after it.
-    let (outcome, record) = match tokio::time::timeout(timeout + Duration::from_secs(10), done_rx).await {
-        Ok(Ok(result)) => result,
-        _ => (
-            Outcome::Stopped(format!("{}: the lab did not stop after its --timeout", file.display())),
-            LabRecord::default(),
-        ),
-    };
-    LabReport::new(file.to_path_buf(), title, record, started.elapsed(), outcome)
+    let (outcome, record) =
+        match tokio::time::timeout(timeout + Duration::from_secs(10), done_rx).await {
+            Ok(Ok(result)) => result,
+            _ => (
+                Outcome::Stopped(format!(
+                    "{}: the lab did not stop after its --timeout",
+                    file.display()
+                )),
+                LabRecord::default(),
+            ),
+        };
+    LabReport::new(
+        file.to_path_buf(),
+        title,
+        record,
+        started.elapsed(),
+        outcome,
+    )
 }
 
 /// Compile and run the script on this (the lab's) thread.
-fn execute(ctx: &Arc<LabContext>, file: &Path, source: &str) -> Outcome {
+fn execute(ctx: &Rc<LabContext>, file: &Path, source: &str) -> Outcome {
     let (mut engine, _) = engine();
     let deadline = ctx.deadline;
     engine.on_progress(move |_| {
@@ -154,13 +199,20 @@ fn execute(ctx: &Arc<LabContext>, file: &Path, source: &str) -> Outcome {
             let halt = ctx.halt.borrow().clone();
             let (pos, message) = describe(*err);
             match (halt, message) {
-                (Some(Halt::Assert(m)), _) => Outcome::AssertFailed(format!("assert failed at {}: {m}", at(&name, pos, "").trim_end_matches(": "))),
-                (Some(Halt::Timeout), _) => Outcome::Stopped(at(&name, pos, "the lab ran past its --timeout")),
+                (Some(Halt::Assert(m)), _) => Outcome::AssertFailed(format!(
+                    "assert failed at {}: {m}",
+                    at(&name, pos, "").trim_end_matches(": ")
+                )),
+                (Some(Halt::Timeout), _) => {
+                    Outcome::Stopped(at(&name, pos, "the lab ran past its --timeout"))
+                }
                 (Some(Halt::Interrupted), _) => Outcome::Stopped(at(&name, pos, "interrupted")),
                 (None, TerminatedBy::Deadline) if crate::shutdown::requested() => {
                     Outcome::Stopped(at(&name, pos, "interrupted"))
                 }
-                (None, TerminatedBy::Deadline) => Outcome::Stopped(at(&name, pos, "the lab ran past its --timeout")),
+                (None, TerminatedBy::Deadline) => {
+                    Outcome::Stopped(at(&name, pos, "the lab ran past its --timeout"))
+                }
                 (None, TerminatedBy::Error(m)) => Outcome::ScriptError(at(&name, pos, &m)),
             }
         }

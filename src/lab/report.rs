@@ -56,7 +56,13 @@ fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> 
 }
 
 impl LabReport {
-    pub fn new(file: PathBuf, title: String, record: LabRecord, duration: Duration, outcome: Outcome) -> Self {
+    pub fn new(
+        file: PathBuf,
+        title: String,
+        record: LabRecord,
+        duration: Duration,
+        outcome: Outcome,
+    ) -> Self {
         let passed = matches!(outcome, Outcome::Completed) && record.checks.iter().all(|c| c.pass);
         Self {
             file,
@@ -93,7 +99,11 @@ impl RunReport {
             .filter(|l| matches!(l.outcome, Outcome::AssertFailed(_)))
             .count();
         let failed = checks.filter(|c| !c.pass).count() + stopped;
-        Self { labs, passed, failed }
+        Self {
+            labs,
+            passed,
+            failed,
+        }
     }
 
     /// 0 all passed, 1 a check or assert failed, 2 a script or set-up error.
@@ -121,8 +131,16 @@ pub fn print_lab(out: &Printer, lab: &LabReport) {
         if check.pass {
             out.line(&format!("  {} {}", out.green("✓"), check.name));
         } else {
-            let line = check.line.map(|l| format!(" (line {l})")).unwrap_or_default();
-            out.line(&format!("  {} {}{}", out.red("✗"), check.name, out.dim(&line)));
+            let line = check
+                .line
+                .map(|l| format!(" (line {l})"))
+                .unwrap_or_default();
+            out.line(&format!(
+                "  {} {}{}",
+                out.red("✗"),
+                check.name,
+                out.dim(&line)
+            ));
         }
     }
     for note in &lab.notes {
@@ -134,7 +152,9 @@ pub fn print_lab(out: &Printer, lab: &LabReport) {
     match &lab.outcome {
         Outcome::Completed => {}
         Outcome::AssertFailed(m) => out.line(&format!("  {} {}", out.red("✗"), m)),
-        Outcome::ScriptError(m) | Outcome::Stopped(m) => out.line(&format!("  {} {}", out.red("error:"), m)),
+        Outcome::ScriptError(m) | Outcome::Stopped(m) => {
+            out.line(&format!("  {} {}", out.red("error:"), m))
+        }
     }
     out.line("");
 }
@@ -142,5 +162,9 @@ pub fn print_lab(out: &Printer, lab: &LabReport) {
 /// The closing line over all checks.
 pub fn print_totals(out: &Printer, report: &RunReport) {
     let text = format!("{} passed, {} failed", report.passed, report.failed);
-    out.line(&if report.exit_code() == 0 { out.green(&text) } else { out.red(&text) });
+    out.line(&if report.exit_code() == 0 {
+        out.green(&text)
+    } else {
+        out.red(&text)
+    });
 }

@@ -72,7 +72,11 @@ impl Worker {
     async fn run(self) -> Tally {
         let plan = &self.plan;
         let mut tally = Tally::default();
-        let mut picker = KeyPicker::new(&plan.keys, plan.ids, 0x5eed ^ (self.index as u64).wrapping_mul(0x9e37_79b9));
+        let mut picker = KeyPicker::new(
+            &plan.keys,
+            plan.ids,
+            0x5eed ^ (self.index as u64).wrapping_mul(0x9e37_79b9),
+        );
         let mut conn: Option<(usize, SendRequest<Full<Bytes>>)> = None;
         if plan.release_together {
             // Connect before the barrier so the requests, not the handshakes, collide.
@@ -88,7 +92,9 @@ impl Worker {
         };
         // Stagger paced workers so a total rate is spread evenly, not in bursts.
         let start = Instant::now()
-            + interval.map_or(Duration::ZERO, |i| i.mul_f64(self.index as f64 / plan.concurrency as f64));
+            + interval.map_or(Duration::ZERO, |i| {
+                i.mul_f64(self.index as f64 / plan.concurrency as f64)
+            });
         let mut sent: u32 = 0;
         loop {
             if crate::shutdown::requested() {
@@ -120,7 +126,14 @@ impl Worker {
             };
             let outcome = tokio::time::timeout(
                 plan.timeout,
-                send(plan, &mut conn, target_index, &target.authority, &path, &mut tally),
+                send(
+                    plan,
+                    &mut conn,
+                    target_index,
+                    &target.authority,
+                    &path,
+                    &mut tally,
+                ),
             )
             .await;
             match outcome {
@@ -153,15 +166,24 @@ async fn send(
     path: &str,
     tally: &mut Tally,
 ) -> Result<(), String> {
-    if conn.as_ref().is_none_or(|(i, s)| *i != target_index || s.is_closed()) {
+    if conn
+        .as_ref()
+        .is_none_or(|(i, s)| *i != target_index || s.is_closed())
+    {
         *conn = Some((target_index, connect(authority, plan.timeout).await?));
     }
     let (_, sender) = conn.as_mut().expect("connected above");
     sender.ready().await.map_err(|e| classify(&e))?;
     let request = build_request(plan, authority, path);
-    let response = sender.send_request(request).await.map_err(|e| classify(&e))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| classify(&e))?;
     let status = response.status().as_u16();
-    let cache = response.headers().get("x-cache").map(|v| v.as_bytes() == b"HIT");
+    let cache = response
+        .headers()
+        .get("x-cache")
+        .map(|v| v.as_bytes() == b"HIT");
     let body = response
         .into_body()
         .collect()
@@ -181,9 +203,16 @@ async fn send(
 fn build_request(plan: &Plan, authority: &str, path: &str) -> Request<Full<Bytes>> {
     let mut request = Request::new(Full::new(plan.body.clone()));
     *request.method_mut() = plan.method.clone();
-    *request.uri_mut() = path.parse().unwrap_or_else(|_| hyper::Uri::from_static("/"));
+    *request.uri_mut() = path
+        .parse()
+        .unwrap_or_else(|_| hyper::Uri::from_static("/"));
     let headers: &mut HeaderMap = request.headers_mut();
-    headers.insert(HOST, authority.parse().expect("authority is a valid header value"));
+    headers.insert(
+        HOST,
+        authority
+            .parse()
+            .expect("authority is a valid header value"),
+    );
     for (name, value) in &plan.headers {
         headers.insert(name, value.clone());
     }
@@ -194,11 +223,12 @@ fn build_request(plan: &Plan, authority: &str, path: &str) -> Request<Full<Bytes
 }
 
 async fn connect(authority: &str, timeout: Duration) -> Result<SendRequest<Full<Bytes>>, String> {
-    let stream = match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(authority)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(e)) => return Err(classify_io(&e)),
-        Err(_) => return Err("connect timeout".to_string()),
-    };
+    let stream =
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(authority)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => return Err(classify_io(&e)),
+            Err(_) => return Err("connect timeout".to_string()),
+        };
     let _ = stream.set_nodelay(true);
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await

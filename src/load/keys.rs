@@ -34,7 +34,11 @@ pub fn parse_ids(text: &str) -> Result<(u64, u64), String> {
     let bad = || format!("ids must look like 1..1000 (inclusive, first >= 1), got {text:?}");
     let (lo, hi) = text.split_once("..").ok_or_else(bad)?;
     let lo: u64 = lo.trim().parse().map_err(|_| bad())?;
-    let hi: u64 = hi.trim_start_matches('=').trim().parse().map_err(|_| bad())?;
+    let hi: u64 = hi
+        .trim_start_matches('=')
+        .trim()
+        .parse()
+        .map_err(|_| bad())?;
     if lo == 0 || hi < lo {
         return Err(bad());
     }
@@ -86,7 +90,11 @@ mod tests {
             assert!((1..=1000).contains(&id));
             counts[id as usize] += 1;
         }
-        assert!(counts[1] > counts[2] && counts[2] > counts[50], "{:?}", &counts[..5]);
+        assert!(
+            counts[1] > counts[2] && counts[2] > counts[50],
+            "{:?}",
+            &counts[..5]
+        );
     }
 
     #[test]

@@ -87,7 +87,9 @@ impl LoadArgs {
             None => Stop::Requests(self.requests),
         };
         plan.pace = match (self.qps, self.rate) {
-            (Some(_), Some(_)) => return Err("give -q (per worker) or --rate (total), not both".into()),
+            (Some(_), Some(_)) => {
+                return Err("give -q (per worker) or --rate (total), not both".into())
+            }
             (Some(q), None) if q > 0.0 => Pace::PerWorker(q),
             (None, Some(r)) if r > 0.0 => Pace::Total(r),
             (None, None) => Pace::Unlimited,

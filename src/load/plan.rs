@@ -23,8 +23,16 @@ impl Target {
             .map_err(|e| format!("{url:?} is not a valid URL: {e}"))?;
         match uri.scheme_str() {
             Some("http") => {}
-            Some(other) => return Err(format!("{url:?}: only http:// is supported, not {other}://")),
-            None => return Err(format!("{url:?}: give a full URL like http://127.0.0.1:8000/users/1")),
+            Some(other) => {
+                return Err(format!(
+                    "{url:?}: only http:// is supported, not {other}://"
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "{url:?}: give a full URL like http://127.0.0.1:8000/users/1"
+                ))
+            }
         }
         let host = uri.host().ok_or_else(|| format!("{url:?} has no host"))?;
         let port = uri.port_u16().unwrap_or(80);

@@ -20,9 +20,9 @@ pub fn print_text(summary: &Summary) -> String {
     let _ = writeln!(out, "  Average:\t{:.4} secs", secs(f.average));
     let _ = writeln!(out, "  Requests/sec:\t{:.4}", f.rps);
     let responses = summary.responses();
-    if responses > 0 {
+    if let Some(per_request) = f.bytes.checked_div(responses) {
         let _ = writeln!(out, "\n  Total data:\t{} bytes", f.bytes);
-        let _ = writeln!(out, "  Size/request:\t{} bytes", f.bytes / responses);
+        let _ = writeln!(out, "  Size/request:\t{per_request} bytes");
     }
     if !summary.tally.latency.is_empty() {
         let _ = writeln!(out, "\nResponse time histogram:");
@@ -50,8 +50,18 @@ pub fn print_text(summary: &Summary) -> String {
     if f.cache_hits + f.cache_misses > 0 {
         let total = (f.cache_hits + f.cache_misses) as f64;
         let _ = writeln!(out, "\nCache (X-Cache header):");
-        let _ = writeln!(out, "  [HIT]\t{} responses ({:.1}%)", f.cache_hits, 100.0 * f.cache_hits as f64 / total);
-        let _ = writeln!(out, "  [MISS]\t{} responses ({:.1}%)", f.cache_misses, 100.0 * f.cache_misses as f64 / total);
+        let _ = writeln!(
+            out,
+            "  [HIT]\t{} responses ({:.1}%)",
+            f.cache_hits,
+            100.0 * f.cache_hits as f64 / total
+        );
+        let _ = writeln!(
+            out,
+            "  [MISS]\t{} responses ({:.1}%)",
+            f.cache_misses,
+            100.0 * f.cache_misses as f64 / total
+        );
     }
     if !f.error_kinds.is_empty() {
         let _ = writeln!(out, "\nError distribution:");

@@ -22,7 +22,8 @@ pub struct Tally {
 impl Default for Tally {
     fn default() -> Self {
         Self {
-            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"),
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
             status: BTreeMap::new(),
             errors: BTreeMap::new(),
             cache_hits: 0,
@@ -120,7 +121,11 @@ impl Summary {
                 .sum(),
             errors: self.error_count(),
             total_secs: secs,
-            rps: if secs > 0.0 { requests as f64 / secs } else { 0.0 },
+            rps: if secs > 0.0 {
+                requests as f64 / secs
+            } else {
+                0.0
+            },
             average: if empty { 0.0 } else { h.mean() / 1000.0 },
             fastest: if empty { 0.0 } else { ms(h.min()) },
             slowest: if empty { 0.0 } else { ms(h.max()) },

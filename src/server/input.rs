@@ -97,7 +97,9 @@ fn check_field(field: &str, value: &str) -> Result<(), BadRequest> {
         )));
     }
     if value.contains('\0') {
-        return Err(BadRequest::new(format!("`{field}` must not contain NUL characters")));
+        return Err(BadRequest::new(format!(
+            "`{field}` must not contain NUL characters"
+        )));
     }
     Ok(())
 }
@@ -109,14 +111,23 @@ mod tests {
     #[test]
     fn ids_must_be_positive_and_fit_int4() {
         assert_eq!(parse_id("42").unwrap(), 42);
-        for bad in ["0", "-3", "abc", "2147483648", "99999999999999999999", "1.5", ""] {
+        for bad in [
+            "0",
+            "-3",
+            "abc",
+            "2147483648",
+            "99999999999999999999",
+            "1.5",
+            "",
+        ] {
             assert_eq!(parse_id(bad).unwrap_err().status, 400, "{bad}");
         }
     }
 
     #[test]
     fn query_parameters_win_over_the_body() {
-        let f = UserFields::parse(Some("name=Ann%20Lee"), br#"{"name":"x","email":"a@b.c"}"#).unwrap();
+        let f =
+            UserFields::parse(Some("name=Ann%20Lee"), br#"{"name":"x","email":"a@b.c"}"#).unwrap();
         assert_eq!(f.name.as_deref(), Some("Ann Lee"));
         assert_eq!(f.email.as_deref(), Some("a@b.c"));
     }

@@ -35,13 +35,22 @@ pub struct StrategyServer {
 
 impl StrategyServer {
     /// Bind `addr` (port 0 picks a free one) and serve `strategy` there.
-    pub async fn start<S: Strategy>(strategy: S, backend: Arc<Backend>, addr: SocketAddr) -> anyhow::Result<Self> {
+    pub async fn start<S: Strategy>(
+        strategy: S,
+        backend: Arc<Backend>,
+        addr: SocketAddr,
+    ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the {} server to {addr}", S::NAME))?;
         let addr = listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, Arc::new(strategy), backend.clone(), stopped));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            Arc::new(strategy),
+            backend.clone(),
+            stopped,
+        ));
         Ok(Self {
             name: S::NAME,
             addr,
@@ -107,7 +116,13 @@ async fn accept_loop<S: Strategy>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-        tracing::warn!("{}: requests still in flight after {DRAIN_TIMEOUT:?}; closing anyway", S::NAME);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{}: requests still in flight after {DRAIN_TIMEOUT:?}; closing anyway",
+            S::NAME
+        );
     }
 }

@@ -21,13 +21,21 @@ pub async fn handle<S: Strategy>(strategy: &S, b: &Backend, req: Request<Incomin
             &bad.message,
         ),
         Err(Refusal::NotAllowed(allow)) => {
-            let mut reply = error(StatusCode::METHOD_NOT_ALLOWED, &format!("method not allowed; use {allow}"));
-            reply.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+            let mut reply = error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("method not allowed; use {allow}"),
+            );
+            reply
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static(allow));
             reply
         }
         Err(Refusal::Database(e)) => {
             tracing::warn!(strategy = S::NAME, "Postgres error: {e:#}");
-            error(StatusCode::SERVICE_UNAVAILABLE, &format!("postgres unavailable: {e:#}"))
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("postgres unavailable: {e:#}"),
+            )
         }
     }
 }
@@ -50,7 +58,11 @@ impl From<anyhow::Error> for Refusal {
     }
 }
 
-async fn route<S: Strategy>(strategy: &S, b: &Backend, req: Request<Incoming>) -> Result<Reply, Refusal> {
+async fn route<S: Strategy>(
+    strategy: &S,
+    b: &Backend,
+    req: Request<Incoming>,
+) -> Result<Reply, Refusal> {
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method().clone(), segments.as_slice()) {
@@ -63,12 +75,16 @@ async fn route<S: Strategy>(strategy: &S, b: &Backend, req: Request<Incoming>) -
                         Source::Cache => "HIT",
                         Source::Database => "MISS",
                     };
-                    reply.headers_mut().insert("x-cache", HeaderValue::from_static(cache));
+                    reply
+                        .headers_mut()
+                        .insert("x-cache", HeaderValue::from_static(cache));
                     Ok(reply)
                 }
                 None => {
                     let mut reply = no_such_user(id);
-                    reply.headers_mut().insert("x-cache", HeaderValue::from_static("MISS"));
+                    reply
+                        .headers_mut()
+                        .insert("x-cache", HeaderValue::from_static("MISS"));
                     Ok(reply)
                 }
             }
@@ -77,7 +93,10 @@ async fn route<S: Strategy>(strategy: &S, b: &Backend, req: Request<Incoming>) -
             let id = parse_id(id)?;
             let fields = read_fields(req).await?;
             if fields.name.is_none() && fields.email.is_none() {
-                return Err(BadRequest::new("give `name` and/or `email` (query parameters or a JSON body)").into());
+                return Err(BadRequest::new(
+                    "give `name` and/or `email` (query parameters or a JSON body)",
+                )
+                .into());
             }
             let patch = Patch {
                 name: fields.name.as_deref(),
@@ -101,14 +120,20 @@ async fn route<S: Strategy>(strategy: &S, b: &Backend, req: Request<Incoming>) -
         }
         (Method::POST, ["users"]) => {
             let fields = read_fields(req).await?;
-            let (Some(name), Some(email)) = (fields.name.as_deref(), fields.email.as_deref()) else {
+            let (Some(name), Some(email)) = (fields.name.as_deref(), fields.email.as_deref())
+            else {
                 return Err(BadRequest::new("POST /users needs both `name` and `email`").into());
             };
-            Ok(json(StatusCode::CREATED, strategy.create(b, name, email).await?))
+            Ok(json(
+                StatusCode::CREATED,
+                strategy.create(b, name, email).await?,
+            ))
         }
         (Method::GET, ["metrics"]) => Ok(Response::builder()
             .header(CONTENT_TYPE, "text/plain; version=0.0.4")
-            .body(Full::new(Bytes::from(b.counters.render_prometheus(S::NAME))))
+            .body(Full::new(Bytes::from(
+                b.counters.render_prometheus(S::NAME),
+            )))
             .expect("static response")),
         (Method::GET, ["health"]) => Ok(health(b).await),
         (_, ["users", _]) => Err(Refusal::NotAllowed("GET, PUT, DELETE")),
@@ -156,7 +181,10 @@ async fn health(b: &Backend) -> Reply {
             Bytes::from_static(br#"{"status":"ok","redis":"ok","postgres":"ok"}"#),
         )
     } else {
-        error(StatusCode::SERVICE_UNAVAILABLE, &format!("unhealthy: {}", down.join("; ")))
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("unhealthy: {}", down.join("; ")),
+        )
     }
 }
 

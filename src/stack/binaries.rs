@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 /// A binary the stack needs but could not find, with the package that provides it.
 #[derive(Debug, thiserror::Error)]
-#[error("`{binary}` not found (looked on PATH{extra}); install it with: apt-get install -y {package}")]
+#[error(
+    "`{binary}` not found (looked on PATH{extra}); install it with: apt-get install -y {package}"
+)]
 pub struct MissingBinary {
     pub binary: &'static str,
     pub package: &'static str,

@@ -46,8 +46,9 @@ impl ManagedPostgres {
         match template_dir(&binary) {
             Some(template) => {
                 ensure_template(&initdb, &template, run_as)?;
-                copy_tree(&template, &data)
-                    .with_context(|| format!("copying the template cluster {}", template.display()))?;
+                copy_tree(&template, &data).with_context(|| {
+                    format!("copying the template cluster {}", template.display())
+                })?;
             }
             None => run_initdb(&initdb, &data, run_as)?,
         }
@@ -93,11 +94,14 @@ impl ManagedPostgres {
             command.uid(user.uid).gid(user.gid);
         }
         // SIGINT is postgres's fast shutdown; SIGQUIT its immediate one.
-        let mut child = ManagedChild::spawn("postgres", command, &self.log, libc::SIGINT, libc::SIGQUIT)
-            .with_context(|| format!("starting postgres on port {}", self.port))?;
+        let mut child =
+            ManagedChild::spawn("postgres", command, &self.log, libc::SIGINT, libc::SIGQUIT)
+                .with_context(|| format!("starting postgres on port {}", self.port))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if is_ready(&self.data) && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if is_ready(&self.data)
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
                 self.child = Some(child);
                 return Ok(());
             }
@@ -174,7 +178,11 @@ fn template_dir(postgres: &Path) -> Option<PathBuf> {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
         .collect();
-    Some(cache.join("cachelab").join(format!("pg-template-{version}")))
+    Some(
+        cache
+            .join("cachelab")
+            .join(format!("pg-template-{version}")),
+    )
 }
 
 /// Initialise the template once. initdb runs in a temp dir the postgres user can reach
@@ -187,7 +195,9 @@ fn ensure_template(initdb: &Path, template: &Path, run_as: Option<RunAs>) -> any
     let parent = template.parent().expect("template has a parent");
     std::fs::create_dir_all(parent)
         .with_context(|| format!("creating cache dir {}", parent.display()))?;
-    let building = tempfile::Builder::new().prefix("cachelab-initdb-").tempdir()?;
+    let building = tempfile::Builder::new()
+        .prefix("cachelab-initdb-")
+        .tempdir()?;
     super::reaper::track_dir(building.path().to_path_buf());
     let data = building.path().join("data");
     let built = run_initdb(initdb, &data, run_as).and_then(|()| {
@@ -199,7 +209,10 @@ fn ensure_template(initdb: &Path, template: &Path, run_as: Option<RunAs>) -> any
         if std::fs::rename(&staged, template).is_err() {
             let _ = std::fs::remove_dir_all(&staged);
             if !template.join("PG_VERSION").exists() {
-                bail!("could not store the template cluster at {}", template.display());
+                bail!(
+                    "could not store the template cluster at {}",
+                    template.display()
+                );
             }
         }
         Ok(())
@@ -210,10 +223,14 @@ fn ensure_template(initdb: &Path, template: &Path, run_as: Option<RunAs>) -> any
 
 fn run_initdb(initdb: &Path, data: &Path, run_as: Option<RunAs>) -> anyhow::Result<()> {
     let mut command = Command::new(initdb);
-    command
-        .arg("-D")
-        .arg(data)
-        .args(["-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"]);
+    command.arg("-D").arg(data).args([
+        "-U",
+        SUPERUSER,
+        "--auth=trust",
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-sync",
+    ]);
     if let Some(user) = run_as {
         if let Some(parent) = data.parent() {
             chown_tree(parent, user)?;

@@ -48,8 +48,9 @@ impl ManagedRedis {
             "--dir",
         ]);
         command.arg(dir);
-        let mut child = ManagedChild::spawn("redis-server", command, &log, libc::SIGTERM, libc::SIGKILL)
-            .with_context(|| format!("starting redis-server on port {port}"))?;
+        let mut child =
+            ManagedChild::spawn("redis-server", command, &log, libc::SIGTERM, libc::SIGKILL)
+                .with_context(|| format!("starting redis-server on port {port}"))?;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if answers_ping(port) {

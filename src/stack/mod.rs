@@ -193,7 +193,10 @@ mod tests {
             redact("postgres://bob:s3cret@db.local:5432/app"),
             "postgres://bob:***@db.local:5432/app"
         );
-        assert_eq!(redact("redis://:pw@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
+        assert_eq!(
+            redact("redis://:pw@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
         assert_eq!(redact("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
     }
 }

@@ -11,7 +11,12 @@ pub struct CacheAside;
 impl Strategy for CacheAside {
     const NAME: &'static str = "cache-aside";
 
-    async fn update(&self, b: &Backend, id: i32, patch: Patch<'_>) -> anyhow::Result<Option<Bytes>> {
+    async fn update(
+        &self,
+        b: &Backend,
+        id: i32,
+        patch: Patch<'_>,
+    ) -> anyhow::Result<Option<Bytes>> {
         let Some(user) = b.store.update_user(id, patch.name, patch.email).await? else {
             return Ok(None);
         };

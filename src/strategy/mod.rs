@@ -69,7 +69,11 @@ pub trait Strategy: Send + Sync + 'static {
 
     /// GET: the cache first; on a miss Postgres, then SETEX the row. Redis failures count
     /// as misses and never fail the read.
-    fn read(&self, b: &Backend, id: i32) -> impl Future<Output = anyhow::Result<Option<Fetched>>> + Send {
+    fn read(
+        &self,
+        b: &Backend,
+        id: i32,
+    ) -> impl Future<Output = anyhow::Result<Option<Fetched>>> + Send {
         async move {
             let key = user_key(id);
             let cache_answered = match b.cache.get(&key).await {

@@ -12,7 +12,12 @@ pub struct WriteThrough;
 impl Strategy for WriteThrough {
     const NAME: &'static str = "write-through";
 
-    async fn update(&self, b: &Backend, id: i32, patch: Patch<'_>) -> anyhow::Result<Option<Bytes>> {
+    async fn update(
+        &self,
+        b: &Backend,
+        id: i32,
+        patch: Patch<'_>,
+    ) -> anyhow::Result<Option<Bytes>> {
         let Some(user) = b.store.update_user(id, patch.name, patch.email).await? else {
             return Ok(None);
         };

@@ -20,9 +20,13 @@ pub fn register(r: &mut Registry) {
                 Ok(user.map_or(Dynamic::UNIT, |u| crate::lab::convert::to_dynamic(&u)))
             })
         });
-    def!(r, "database", "db_query(sql: string) -> array",
+    def!(
+        r,
+        "database",
+        "db_query(sql: string) -> array",
         "Run SQL; rows come back as an array of maps (empty for statements without rows).",
-        |sql: Dynamic| -> LabResult<Array> { query("db_query", &sql, Vec::new()) });
+        |sql: Dynamic| -> LabResult<Array> { query("db_query", &sql, Vec::new()) }
+    );
     def!(r, "database", "db_query(sql: string, params: array) -> array",
         "Run SQL with $1, $2, ... bound to params, e.g. db_query(\"SELECT * FROM users WHERE id = $1\", [7]).",
         |sql: Dynamic, params: Dynamic| -> LabResult<Array> {

@@ -17,23 +17,40 @@ pub fn register(r: &mut Registry) {
     def!(r, "http", "http_get(path: string) -> map",
         "GET; returns #{status, body, cache, ms}: body a map when JSON, cache the X-Cache header, ms the latency.",
         |path: Dynamic| request("http_get", Method::GET, &path, None));
-    def!(r, "http", "http_put(path: string, params: map) -> map",
+    def!(
+        r,
+        "http",
+        "http_put(path: string, params: map) -> map",
         "PUT with params as query parameters (as the seed apps took them), e.g. #{name: \"Ann\"}.",
-        |path: Dynamic, params: Dynamic| request("http_put", Method::PUT, &path, Some(&params)));
-    def!(r, "http", "http_post(path: string, params: map) -> map",
+        |path: Dynamic, params: Dynamic| request("http_put", Method::PUT, &path, Some(&params))
+    );
+    def!(
+        r,
+        "http",
+        "http_post(path: string, params: map) -> map",
         "POST with params as query parameters; 201 and the created user.",
-        |path: Dynamic, params: Dynamic| request("http_post", Method::POST, &path, Some(&params)));
-    def!(r, "http", "http_delete(path: string) -> map",
+        |path: Dynamic, params: Dynamic| request("http_post", Method::POST, &path, Some(&params))
+    );
+    def!(
+        r,
+        "http",
+        "http_delete(path: string) -> map",
         "DELETE; 204 when the user existed.",
-        |path: Dynamic| request("http_delete", Method::DELETE, &path, None));
-    def!(r, "http", "http_get_async(path: string) -> int",
+        |path: Dynamic| request("http_delete", Method::DELETE, &path, None)
+    );
+    def!(
+        r,
+        "http",
+        "http_get_async(path: string) -> int",
         "Start a GET in the background and go on; http_wait(handle) gives its answer (for races).",
         |path: Dynamic| -> LabResult<i64> {
             let path = arg_str("http_get_async", "path", &path)?;
             context::with(|ctx| {
                 let url = ctx.url_for(&path)?;
                 let client = ctx.http.clone();
-                let task = ctx.runtime.spawn(async move { send(&client, Method::GET, &url).await });
+                let task = ctx
+                    .runtime
+                    .spawn(async move { send(&client, Method::GET, &url).await });
                 let handle = {
                     let mut next = ctx.next_handle.borrow_mut();
                     *next += 1;
@@ -42,14 +59,20 @@ pub fn register(r: &mut Registry) {
                 ctx.pending.borrow_mut().insert(handle, task);
                 Ok(handle)
             })
-        });
-    def!(r, "http", "http_wait(handle: int) -> map",
+        }
+    );
+    def!(
+        r,
+        "http",
+        "http_wait(handle: int) -> map",
         "Wait for a request started by http_get_async; returns the same map as http_get.",
         |handle: Dynamic| -> LabResult<Dynamic> {
             let handle = arg_int("http_wait", "handle", &handle)?;
             context::with(|ctx| {
                 let task = ctx.pending.borrow_mut().remove(&handle).ok_or_else(|| {
-                    lab_error(format!("http_wait: no pending request with handle {handle}"))
+                    lab_error(format!(
+                        "http_wait: no pending request with handle {handle}"
+                    ))
                 })?;
                 let answer = ctx
                     .block_on(task)?
@@ -57,10 +80,16 @@ pub fn register(r: &mut Registry) {
                     .map_err(lab_error)?;
                 Ok(from_json(&answer))
             })
-        });
+        }
+    );
 }
 
-fn request(function: &str, method: Method, path: &Dynamic, params: Option<&Dynamic>) -> LabResult<Dynamic> {
+fn request(
+    function: &str,
+    method: Method,
+    path: &Dynamic,
+    params: Option<&Dynamic>,
+) -> LabResult<Dynamic> {
     let path = arg_str(function, "path", path)?;
     let query = match params {
         Some(p) => {
@@ -83,7 +112,9 @@ fn request(function: &str, method: Method, path: &Dynamic, params: Option<&Dynam
             url.push(if url.contains('?') { '&' } else { '?' });
             url.push_str(&q);
         }
-        let answer = ctx.block_on(send(&ctx.http, method, &url))?.map_err(lab_error)?;
+        let answer = ctx
+            .block_on(send(&ctx.http, method, &url))?
+            .map_err(lab_error)?;
         Ok(from_json(&answer))
     })
 }
@@ -116,8 +147,9 @@ async fn send(client: &HttpClient, method: Method, url: &str) -> Result<serde_js
     let body = if body.is_empty() {
         serde_json::Value::Null
     } else {
-        serde_json::from_slice(&body)
-            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&body).into_owned()))
+        serde_json::from_slice(&body).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&body).into_owned())
+        })
     };
     Ok(serde_json::json!({ "status": status, "body": body, "cache": cache, "ms": ms }))
 }

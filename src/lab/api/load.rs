@@ -6,12 +6,23 @@ use std::time::Duration;
 
 use super::{def, Registry};
 use crate::lab::context::{self, LabContext};
-use crate::lab::convert::{arg_array, arg_count, arg_map, arg_num, arg_str, lab_error, to_dynamic, LabResult};
+use crate::lab::convert::{
+    arg_array, arg_count, arg_map, arg_num, arg_str, lab_error, to_dynamic, LabResult,
+};
 use crate::load::{self, KeyDist, Pace, Plan, Progress, Stop, Target};
 
 /// The options `load()` understands.
 const OPTIONS: &[&str] = &[
-    "path", "paths", "n", "c", "method", "duration_ms", "rate", "keys", "zipf_s", "ids",
+    "path",
+    "paths",
+    "n",
+    "c",
+    "method",
+    "duration_ms",
+    "rate",
+    "keys",
+    "zipf_s",
+    "ids",
 ];
 
 pub fn register(r: &mut Registry) {
@@ -63,11 +74,17 @@ fn plan_from(ctx: &LabContext, opts: &Map) -> LabResult<Plan> {
         .collect::<LabResult<Vec<_>>>()?;
     let mut plan = Plan::new(targets);
     let get_count = |key: &str, default: u64| -> LabResult<u64> {
-        opts.get(key).map_or(Ok(default), |v| arg_count("load", &format!("opts.{key}"), v))
+        opts.get(key).map_or(Ok(default), |v| {
+            arg_count("load", &format!("opts.{key}"), v)
+        })
     };
     plan.concurrency = get_count("c", 10)?.clamp(1, 10_000) as usize;
     plan.stop = match opts.get("duration_ms") {
-        Some(d) => Stop::Duration(Duration::from_millis(arg_count("load", "opts.duration_ms", d)?)),
+        Some(d) => Stop::Duration(Duration::from_millis(arg_count(
+            "load",
+            "opts.duration_ms",
+            d,
+        )?)),
         None => Stop::Requests(get_count("n", 1000)?.max(1)),
     };
     if let Some(rate) = opts.get("rate") {
@@ -96,10 +113,16 @@ fn plan_from(ctx: &LabContext, opts: &Map) -> LabResult<Plan> {
                 }
                 KeyDist::Zipf(s)
             }
-            other => return Err(lab_error(format!("load: `keys` must be \"uniform\" or \"zipf\", got {other:?}"))),
+            other => {
+                return Err(lab_error(format!(
+                    "load: `keys` must be \"uniform\" or \"zipf\", got {other:?}"
+                )))
+            }
         };
         if !plan.targets.iter().any(Target::has_key) {
-            return Err(lab_error("load: `keys` needs a path with {id} in it, e.g. \"/users/{id}\""));
+            return Err(lab_error(
+                "load: `keys` needs a path with {id} in it, e.g. \"/users/{id}\"",
+            ));
         }
     }
     if let Some(ids) = opts.get("ids") {
@@ -110,7 +133,11 @@ fn plan_from(ctx: &LabContext, opts: &Map) -> LabResult<Plan> {
             .collect::<LabResult<_>>()?;
         match pair.as_slice() {
             [first, last] if *first >= 1 && last >= first => plan.ids = (*first, *last),
-            _ => return Err(lab_error("load: `ids` must be [first, last] with 1 <= first <= last")),
+            _ => {
+                return Err(lab_error(
+                    "load: `ids` must be [first, last] with 1 <= first <= last",
+                ))
+            }
         }
     } else {
         plan.ids = (1, crate::seed::users().len() as u64);

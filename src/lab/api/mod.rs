@@ -88,8 +88,49 @@ mod tests {
             .map(|s| s.split('(').next().unwrap_or_default().to_string())
             .collect();
         for doc in &docs {
-            assert!(names.iter().any(|n| n == doc.name()), "{} is documented but not registered", doc.name());
+            assert!(
+                names.iter().any(|n| n == doc.name()),
+                "{} is documented but not registered",
+                doc.name()
+            );
             assert!(!doc.doc.is_empty());
         }
+    }
+}
+
+#[cfg(test)]
+mod shadowing_tests {
+    /// A lab function whose name a Rhai built-in already uses must replace it; the only
+    /// such name is `sleep` (Rhai's takes seconds and blocks past --timeout).
+    #[test]
+    fn lab_functions_do_not_collide_with_rhai_builtins_except_sleep_which_replaces_it() {
+        let builtins: Vec<String> = rhai::Engine::new()
+            .gen_fn_signatures(true)
+            .iter()
+            .map(|s| {
+                s.split('(')
+                    .next()
+                    .unwrap_or_default()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        let (engine, docs) = crate::lab::engine();
+        for doc in &docs {
+            if doc.name() != "sleep" {
+                assert!(
+                    !builtins.iter().any(|b| b == doc.name()),
+                    "{} collides with a Rhai built-in",
+                    doc.name()
+                );
+            }
+        }
+        let err = engine.eval::<()>("sleep(1)").unwrap_err().to_string();
+        assert!(
+            err.contains("only be called while a lab runs"),
+            "Rhai's own sleep ran: {err}"
+        );
     }
 }

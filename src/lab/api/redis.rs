@@ -21,15 +21,34 @@ const POLICIES: &[&str] = &[
 ];
 
 /// Commands a lab may only send to a Redis it may wipe.
-const DESTRUCTIVE: &[&str] = &["FLUSHALL", "FLUSHDB", "CONFIG", "SHUTDOWN", "DEBUG", "SWAPDB", "REPLICAOF", "SLAVEOF"];
+const DESTRUCTIVE: &[&str] = &[
+    "FLUSHALL",
+    "FLUSHDB",
+    "CONFIG",
+    "SHUTDOWN",
+    "DEBUG",
+    "SWAPDB",
+    "REPLICAOF",
+    "SLAVEOF",
+];
 
 pub fn register(r: &mut Registry) {
-    def!(r, "redis", "redis_info() -> map",
+    def!(
+        r,
+        "redis",
+        "redis_info() -> map",
         "INFO (all sections) as a map; numeric fields are numbers, e.g. redis_info().used_memory.",
-        || -> LabResult<Map> { info(None) });
-    def!(r, "redis", "redis_info(section: string) -> map",
+        || -> LabResult<Map> { info(None) }
+    );
+    def!(
+        r,
+        "redis",
+        "redis_info(section: string) -> map",
         "One INFO section (\"memory\", \"stats\", \"keyspace\", ...) as a map.",
-        |section: Dynamic| -> LabResult<Map> { info(Some(arg_str("redis_info", "section", &section)?)) });
+        |section: Dynamic| -> LabResult<Map> {
+            info(Some(arg_str("redis_info", "section", &section)?))
+        }
+    );
     def!(r, "redis", "redis(args: array) -> any",
         "Any Redis command, e.g. redis([\"SET\", \"k\", \"v\", \"EX\", 5]); the reply converted to Rhai values.",
         |args: Dynamic| -> LabResult<Dynamic> {
@@ -57,22 +76,35 @@ pub fn register(r: &mut Registry) {
                 Ok(from_redis(value))
             })
         });
-    def!(r, "redis", "redis_get(key: string) -> string",
+    def!(
+        r,
+        "redis",
+        "redis_get(key: string) -> string",
         "GET a key: its value as a string, or () when absent.",
         |key: Dynamic| -> LabResult<Dynamic> {
             let key = arg_str("redis_get", "key", &key)?;
             context::with(|ctx| {
                 let value: Option<Vec<u8>> = query(ctx, redis::cmd("GET").arg(&key).clone())?;
-                Ok(value.map_or(Dynamic::UNIT, |v| String::from_utf8_lossy(&v).into_owned().into()))
+                Ok(value.map_or(Dynamic::UNIT, |v| {
+                    String::from_utf8_lossy(&v).into_owned().into()
+                }))
             })
-        });
-    def!(r, "redis", "redis_ttl(key: string) -> int",
+        }
+    );
+    def!(
+        r,
+        "redis",
+        "redis_ttl(key: string) -> int",
         "TTL of a key in seconds (-1 no expiry, -2 no such key).",
         |key: Dynamic| -> LabResult<i64> {
             let key = arg_str("redis_ttl", "key", &key)?;
             context::with(|ctx| query(ctx, redis::cmd("TTL").arg(&key).clone()))
-        });
-    def!(r, "redis", "redis_keys(pattern: string) -> array",
+        }
+    );
+    def!(
+        r,
+        "redis",
+        "redis_keys(pattern: string) -> array",
         "Keys matching a glob pattern (via SCAN, sorted), e.g. redis_keys(\"user:*\").",
         |pattern: Dynamic| -> LabResult<Array> {
             let pattern = arg_str("redis_keys", "pattern", &pattern)?;
@@ -82,7 +114,13 @@ pub fn register(r: &mut Registry) {
                 loop {
                     let (next, batch): (u64, Vec<String>) = query(
                         ctx,
-                        redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).clone(),
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(1000)
+                            .clone(),
                     )?;
                     keys.extend(batch);
                     if next == 0 {
@@ -94,21 +132,29 @@ pub fn register(r: &mut Registry) {
                 keys.dedup();
                 Ok(keys.into_iter().map(Dynamic::from).collect())
             })
-        });
+        }
+    );
     def!(r, "redis", "set_policy(policy: string)",
         "CONFIG SET maxmemory-policy (noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-*).",
         |policy: Dynamic| -> LabResult<()> {
             let policy = arg_str("set_policy", "policy", &policy)?;
             context::with(|ctx| set_policy(ctx, &policy, None))
         });
-    def!(r, "redis", "set_policy(policy: string, maxmemory: int)",
+    def!(
+        r,
+        "redis",
+        "set_policy(policy: string, maxmemory: int)",
         "CONFIG SET maxmemory-policy and maxmemory (bytes) together.",
         |policy: Dynamic, maxmemory: Dynamic| -> LabResult<()> {
             let policy = arg_str("set_policy", "policy", &policy)?;
             let bytes = arg_count("set_policy", "maxmemory", &maxmemory)?;
             context::with(|ctx| set_policy(ctx, &policy, Some(bytes)))
-        });
-    def!(r, "redis", "flush()",
+        }
+    );
+    def!(
+        r,
+        "redis",
+        "flush()",
         "FLUSHALL and zero every server's counters.",
         || -> LabResult<()> {
             context::with(|ctx| {
@@ -119,7 +165,8 @@ pub fn register(r: &mut Registry) {
                 }
                 Ok(())
             })
-        });
+        }
+    );
 }
 
 fn ensure_may_flush(ctx: &LabContext, what: &str) -> LabResult<()> {
@@ -146,9 +193,23 @@ fn set_policy(ctx: &LabContext, policy: &str, maxmemory: Option<u64>) -> LabResu
         )));
     }
     ensure_may_flush(ctx, "set_policy()")?;
-    let _: () = query(ctx, redis::cmd("CONFIG").arg("SET").arg("maxmemory-policy").arg(policy).clone())?;
+    let _: () = query(
+        ctx,
+        redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg(policy)
+            .clone(),
+    )?;
     if let Some(bytes) = maxmemory {
-        let _: () = query(ctx, redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg(bytes).clone())?;
+        let _: () = query(
+            ctx,
+            redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory")
+                .arg(bytes)
+                .clone(),
+        )?;
     }
     Ok(())
 }
@@ -193,7 +254,9 @@ fn from_redis(value: redis::Value) -> Dynamic {
         Value::Okay => "OK".into(),
         Value::Double(f) => f.into(),
         Value::Boolean(b) => b.into(),
-        Value::Array(items) | Value::Set(items) => items.into_iter().map(from_redis).collect::<Array>().into(),
+        Value::Array(items) | Value::Set(items) => {
+            items.into_iter().map(from_redis).collect::<Array>().into()
+        }
         Value::Map(pairs) => pairs
             .into_iter()
             .map(|(k, v)| (from_redis(k).to_string().into(), from_redis(v)))
@@ -211,6 +274,9 @@ mod tests {
         let map = super::parse_info("# Memory\r\nused_memory:1048576\r\nmem_fragmentation_ratio:1.5\r\nmaxmemory_policy:noeviction\r\n");
         assert_eq!(map["used_memory"].as_int().unwrap(), 1_048_576);
         assert_eq!(map["mem_fragmentation_ratio"].as_float().unwrap(), 1.5);
-        assert_eq!(map["maxmemory_policy"].clone().into_string().unwrap(), "noeviction");
+        assert_eq!(
+            map["maxmemory_policy"].clone().into_string().unwrap(),
+            "noeviction"
+        );
     }
 }

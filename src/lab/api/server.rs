@@ -16,13 +16,20 @@ pub fn register(r: &mut Registry) {
                 stats_of(ctx, &name)
             })
         });
-    def!(r, "server", "stats(name: string) -> map",
+    def!(
+        r,
+        "server",
+        "stats(name: string) -> map",
         "The counters of the named strategy's server.",
         |name: Dynamic| -> LabResult<Map> {
             let name = arg_str("stats", "name", &name)?;
             context::with(|ctx| stats_of(ctx, &name))
-        });
-    def!(r, "server", "set_ttl(secs: int)",
+        }
+    );
+    def!(
+        r,
+        "server",
+        "set_ttl(secs: int)",
         "TTL of cache entries written from now on (both servers; default 60).",
         |secs: Dynamic| -> LabResult<()> {
             let secs = arg_count("set_ttl", "secs", &secs)?;
@@ -33,7 +40,8 @@ pub fn register(r: &mut Registry) {
                 ctx.services.knobs.set_ttl(secs);
                 Ok(())
             })
-        });
+        }
+    );
     def!(r, "server", "set_db_delay(ms: int)",
         "Make every Postgres read a slow query: it takes ms longer and answers with the row as it was when it began.",
         |ms: Dynamic| -> LabResult<()> {

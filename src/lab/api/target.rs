@@ -7,7 +7,10 @@ use crate::lab::context;
 use crate::lab::convert::{arg_str, lab_error, LabResult};
 
 pub fn register(r: &mut Registry) {
-    def!(r, "target", "use_strategy(name: string)",
+    def!(
+        r,
+        "target",
+        "use_strategy(name: string)",
         "Send relative paths to this strategy's server: \"cache-aside\" or \"write-through\".",
         |name: Dynamic| -> LabResult<()> {
             let name = arg_str("use_strategy", "name", &name)?;
@@ -22,8 +25,12 @@ pub fn register(r: &mut Registry) {
                 *ctx.strategy.borrow_mut() = name;
                 Ok(())
             })
-        });
-    def!(r, "target", "servers() -> map",
+        }
+    );
+    def!(
+        r,
+        "target",
+        "servers() -> map",
         "Each strategy's base URL, e.g. #{\"cache-aside\": \"http://127.0.0.1:41234\"}.",
         || -> LabResult<Map> {
             context::with(|ctx| {
@@ -34,5 +41,6 @@ pub fn register(r: &mut Registry) {
                     .map(|s| (s.name.into(), Dynamic::from(s.url())))
                     .collect())
             })
-        });
+        }
+    );
 }
