@@ -89,6 +89,9 @@ pub struct RunArgs {
     /// Stop a lab that runs longer than this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Stop a lab after this many script operations (a runaway loop).
+    #[arg(long, default_value_t = crate::lab::DEFAULT_MAX_OPERATIONS)]
+    pub max_operations: u64,
     #[command(flatten)]
     pub stack: StackArgs,
 }

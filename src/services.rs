@@ -10,7 +10,7 @@ use crate::cache::Cache;
 use crate::counters::Counters;
 use crate::knobs::Knobs;
 use crate::server::StrategyServer;
-use crate::stack::Stack;
+use crate::stack::StackInfo;
 use crate::store::Store;
 use crate::strategy::{Backend, CacheAside, Strategy, WriteThrough};
 
@@ -35,7 +35,8 @@ pub struct ServerOptions {
 /// Redis settings a lab may change and the fresh state restores.
 const RESTORED_REDIS_SETTINGS: [&str; 2] = ["maxmemory", "maxmemory-policy"];
 
-/// The stack plus everything connected to it.
+/// Everything connected to a stack: clients, knobs and the strategy servers. The stack's
+/// processes are owned by the caller, which ends them after `shutdown`.
 pub struct Services {
     pub store: Store,
     pub cache: Cache,
@@ -43,20 +44,19 @@ pub struct Services {
     pub servers: Vec<StrategyServer>,
     /// The Redis settings found at start, restored by `reset`.
     redis_defaults: Vec<(String, String)>,
-    /// Dropped last: ends the managed redis-server and postgres.
-    pub stack: Stack,
+    pub stack: StackInfo,
 }
 
 impl Services {
     /// Connect to `stack`, load the schema and users, and start the servers.
-    pub async fn start(stack: Stack, options: &ServerOptions) -> anyhow::Result<Self> {
-        let store = Store::new(&stack.database_url())?;
-        let cache = Cache::new(&stack.redis_url())?;
+    pub async fn start(stack: StackInfo, options: &ServerOptions) -> anyhow::Result<Self> {
+        let store = Store::new(&stack.database_url)?;
+        let cache = Cache::new(&stack.redis_url)?;
         store
             .apply_schema()
             .await
             .context("preparing the users table")?;
-        if stack.may_reset_data() || store.count_users().await? == 0 {
+        if stack.may_reset_data || store.count_users().await? == 0 {
             store.reload_users().await?;
         }
         let redis_defaults = read_redis_settings(&cache)
@@ -115,7 +115,7 @@ impl Services {
     /// without `--reset-data` the table is left as it is.
     pub async fn reset(&self) -> anyhow::Result<()> {
         let mut conn = self.cache.connection();
-        if self.stack.may_flush_redis() {
+        if self.stack.may_flush_redis {
             redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
             for (name, value) in &self.redis_defaults {
                 redis::cmd("CONFIG")
@@ -132,7 +132,7 @@ impl Services {
         } else {
             delete_user_keys(&mut conn).await?;
         }
-        if self.stack.may_reset_data() {
+        if self.stack.may_reset_data {
             self.store.reload_users().await?;
         }
         self.knobs.reset();
@@ -142,12 +142,11 @@ impl Services {
         Ok(())
     }
 
-    /// Stop the servers (draining requests in flight), then the stack.
+    /// Stop the servers, draining requests in flight.
     pub async fn shutdown(self) {
         for server in self.servers {
             server.shutdown().await;
         }
-        drop(self.stack);
     }
 }
 

@@ -30,14 +30,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         which: Which::Both,
         ttl: args.stack.ttl,
     };
-    let services = Arc::new(Services::start(stack, &options).await?);
+    let services = Arc::new(Services::start(stack.info(), &options).await?);
     let watcher = tokio::spawn(crate::shutdown::signalled());
+    let limits = lab::Limits {
+        timeout: Duration::from_secs(args.timeout),
+        max_operations: args.max_operations,
+    };
     let mut labs = Vec::new();
     for file in &files {
         if crate::shutdown::requested() {
             break;
         }
-        let lab = lab::run_lab(&services, file, Duration::from_secs(args.timeout)).await;
+        let lab = lab::run_lab(&services, file, limits).await;
         report::print_lab(&out, &lab);
         labs.push(lab);
     }
@@ -49,10 +53,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         if let Err(e) = std::fs::write(path, json) {
             Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
             shutdown(services).await;
+            drop(stack);
             return Ok(super::exit::ERROR);
         }
     }
+    // Servers first, then the stack they use.
     shutdown(services).await;
+    drop(stack);
     Ok(run_report.exit_code())
 }
 

@@ -14,21 +14,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         which: args.strategy,
         ttl: args.stack.ttl,
     };
-    let services = Services::start(stack, &options).await?;
+    let services = Services::start(stack.info(), &options).await?;
     let out = output::Printer::stdout();
     for server in &services.servers {
         out.line(&format!("{:<14} {}", server.name, server.url()));
     }
-    out.line(&format!(
-        "{:<14} {}",
-        "redis",
-        services.stack.redis_cli_hint()
-    ));
-    out.line(&format!(
-        "{:<14} {}",
-        "postgres",
-        services.stack.psql_hint()
-    ));
+    out.line(&format!("{:<14} {}", "redis", stack.redis_cli_hint()));
+    out.line(&format!("{:<14} {}", "postgres", stack.psql_hint()));
     if let Some(first) = services.servers.first() {
         out.line(&format!(
             "try: curl -i {}/users/1    (Ctrl-C to stop)",
@@ -36,6 +28,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         ));
     }
     crate::shutdown::signalled().await;
+    // Servers first, then the stack they use.
     services.shutdown().await;
+    drop(stack);
     Ok(super::exit::OK)
 }

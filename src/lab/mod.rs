@@ -20,13 +20,20 @@ use report::{LabRecord, LabReport, Outcome};
 use crate::services::Services;
 
 /// Operations a lab may run before it counts as a runaway.
-const MAX_OPERATIONS: u64 = 200_000_000;
+pub const DEFAULT_MAX_OPERATIONS: u64 = 200_000_000;
+
+/// How long and how much a lab may run.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub max_operations: u64,
+}
 
 /// A Rhai engine with the standard library, the lab API and limits, and nothing else.
 pub fn engine() -> (Engine, Vec<api::FnDoc>) {
     let mut engine = Engine::new();
     engine
-        .set_max_operations(MAX_OPERATIONS)
+        .set_max_operations(DEFAULT_MAX_OPERATIONS)
         .set_max_call_levels(64)
         .set_max_expr_depths(64, 64)
         .set_max_string_size(16 * 1024 * 1024)
@@ -73,7 +80,8 @@ pub fn title_of(source: &str, file: &Path) -> String {
 }
 
 /// Run one lab from a fresh state. Never fails: every problem becomes the lab's outcome.
-pub async fn run_lab(services: &Arc<Services>, file: &Path, timeout: Duration) -> LabReport {
+pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: Limits) -> LabReport {
+    let timeout = limits.timeout;
     let started = Instant::now();
     let source = match std::fs::read_to_string(file) {
         Ok(s) => s,
@@ -124,7 +132,9 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, timeout: Duration) -
                 pending: RefCell::new(Default::default()),
                 next_handle: RefCell::new(0),
             });
-            let run = std::panic::AssertUnwindSafe(|| execute(&ctx, &file_owned, &source));
+            let run = std::panic::AssertUnwindSafe(|| {
+                execute(&ctx, &file_owned, &source, limits.max_operations)
+            });
             let outcome = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
                 let message = panic
                     .downcast_ref::<String>()
@@ -173,8 +183,9 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, timeout: Duration) -
 }
 
 /// Compile and run the script on this (the lab's) thread.
-fn execute(ctx: &Rc<LabContext>, file: &Path, source: &str) -> Outcome {
+fn execute(ctx: &Rc<LabContext>, file: &Path, source: &str, max_operations: u64) -> Outcome {
     let (mut engine, _) = engine();
+    engine.set_max_operations(max_operations);
     let deadline = ctx.deadline;
     engine.on_progress(move |_| {
         (Instant::now() > deadline || crate::shutdown::requested()).then_some(rhai::Dynamic::UNIT)

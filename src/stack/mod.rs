@@ -72,6 +72,16 @@ impl Stack {
         })
     }
 
+    /// What the servers and labs need to know of this stack.
+    pub fn info(&self) -> StackInfo {
+        StackInfo {
+            redis_url: self.redis_url(),
+            database_url: self.database_url(),
+            may_flush_redis: self.may_flush_redis(),
+            may_reset_data: self.may_reset_data(),
+        }
+    }
+
     pub fn redis_url(&self) -> String {
         match &self.redis {
             RedisSource::Managed(r) => r.url(),
@@ -94,10 +104,6 @@ impl Stack {
     /// May the users table be truncated and reloaded from users.json?
     pub fn may_reset_data(&self) -> bool {
         matches!(self.postgres, PostgresSource::Managed(_)) || self.options.reset_data
-    }
-
-    pub fn is_redis_managed(&self) -> bool {
-        matches!(self.redis, RedisSource::Managed(_))
     }
 
     /// The managed Redis, for tests that crash it.
@@ -133,6 +139,17 @@ impl Stack {
     pub fn psql_hint(&self) -> String {
         format!("psql {}", redact(&self.database_url()))
     }
+}
+
+/// Where the stack's servers are and what labs may do to them.
+#[derive(Debug, Clone)]
+pub struct StackInfo {
+    pub redis_url: String,
+    pub database_url: String,
+    /// FLUSHALL and CONFIG SET allowed (managed, or `--allow-flush`).
+    pub may_flush_redis: bool,
+    /// The users table may be truncated and reloaded (managed, or `--reset-data`).
+    pub may_reset_data: bool,
 }
 
 /// The temp dir of a managed stack, removed when dropped (or by the reaper at exit).

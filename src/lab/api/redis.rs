@@ -170,7 +170,7 @@ pub fn register(r: &mut Registry) {
 }
 
 fn ensure_may_flush(ctx: &LabContext, what: &str) -> LabResult<()> {
-    if ctx.services.stack.may_flush_redis() {
+    if ctx.services.stack.may_flush_redis {
         Ok(())
     } else {
         Err(lab_error(format!(
