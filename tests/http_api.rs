@@ -8,7 +8,7 @@ use hyper::Method;
 
 #[tokio::test]
 async fn get_is_a_miss_then_a_hit_and_caches_the_row_for_60_seconds() {
-    let _turn = serial();
+    let _turn = serial().await;
     let stack = shared_stack();
     let services = start_services(stack.clone()).await;
     for (server, id) in services.servers.iter().zip([1, 2]) {
@@ -51,7 +51,7 @@ async fn get_is_a_miss_then_a_hit_and_caches_the_row_for_60_seconds() {
 
 #[tokio::test]
 async fn get_of_a_missing_user_is_404_and_bad_ids_are_400_with_json_errors() {
-    let _turn = serial();
+    let _turn = serial().await;
     let services = start_services(shared_stack()).await;
     for server in &services.servers {
         let missing = get(&format!("{}/users/999999", server.url())).await;
@@ -79,7 +79,7 @@ async fn get_of_a_missing_user_is_404_and_bad_ids_are_400_with_json_errors() {
 
 #[tokio::test]
 async fn put_on_write_through_caches_the_new_row_so_the_next_get_is_a_hit_with_the_new_name() {
-    let _turn = serial();
+    let _turn = serial().await;
     let stack = shared_stack();
     let services = start_services(stack.clone()).await;
     let wt = services.server("write-through").unwrap();
@@ -111,7 +111,7 @@ async fn put_on_write_through_caches_the_new_row_so_the_next_get_is_a_hit_with_t
 
 #[tokio::test]
 async fn put_on_cache_aside_deletes_the_key_so_the_next_get_is_a_miss_with_the_new_name() {
-    let _turn = serial();
+    let _turn = serial().await;
     let stack = shared_stack();
     let services = start_services(stack.clone()).await;
     let ca = services.server("cache-aside").unwrap();
@@ -135,7 +135,7 @@ async fn put_on_cache_aside_deletes_the_key_so_the_next_get_is_a_miss_with_the_n
 
 #[tokio::test]
 async fn put_refuses_missing_fields_bad_json_overlong_names_and_unknown_users() {
-    let _turn = serial();
+    let _turn = serial().await;
     let services = start_services(shared_stack()).await;
     for server in &services.servers {
         let base = server.url();
@@ -176,12 +176,11 @@ async fn put_refuses_missing_fields_bad_json_overlong_names_and_unknown_users() 
 
 #[tokio::test]
 async fn post_creates_a_user_after_the_highest_id_and_only_write_through_caches_it() {
-    let _turn = serial();
+    let _turn = serial().await;
     let stack = shared_stack();
     let services = start_services(stack.clone()).await;
     let n = cachelab::seed::users().len() as i64;
-    let mut next = n + 1;
-    for server in &services.servers {
+    for (next, server) in (n + 1..).zip(&services.servers) {
         let created = send(
             Method::POST,
             &format!(
@@ -204,7 +203,6 @@ async fn post_creates_a_user_after_the_highest_id_and_only_write_through_caches_
         );
         let fetched = get(&format!("{}/users/{next}", server.url())).await;
         assert_eq!(fetched.json()["email"], "new@example.com");
-        next += 1;
 
         let missing_email = send(
             Method::POST,
@@ -220,7 +218,7 @@ async fn post_creates_a_user_after_the_highest_id_and_only_write_through_caches_
 
 #[tokio::test]
 async fn delete_answers_204_removes_row_and_cache_entry_then_404() {
-    let _turn = serial();
+    let _turn = serial().await;
     let stack = shared_stack();
     let services = start_services(stack.clone()).await;
     for (server, id) in services.servers.iter().zip([6, 7]) {
@@ -239,7 +237,7 @@ async fn delete_answers_204_removes_row_and_cache_entry_then_404() {
 
 #[tokio::test]
 async fn names_with_quotes_unicode_and_sql_are_stored_verbatim() {
-    let _turn = serial();
+    let _turn = serial().await;
     let services = start_services(shared_stack()).await;
     let server = &services.servers[0];
     let name = "O'Brien \"Bobby\"; DROP TABLE users; -- Zoë 日本";
@@ -263,7 +261,7 @@ async fn names_with_quotes_unicode_and_sql_are_stored_verbatim() {
 
 #[tokio::test]
 async fn metrics_health_unknown_routes_and_wrong_methods() {
-    let _turn = serial();
+    let _turn = serial().await;
     let services = start_services(shared_stack()).await;
     for (server, id) in services.servers.iter().zip([9, 12]) {
         let base = server.url();
@@ -307,7 +305,7 @@ async fn metrics_health_unknown_routes_and_wrong_methods() {
 
 #[tokio::test]
 async fn padding_inflates_the_cached_value_and_a_hit_returns_those_bytes_as_valid_json() {
-    let _turn = serial();
+    let _turn = serial().await;
     let stack = shared_stack();
     let services = start_services(stack.clone()).await;
     services.knobs.set_padding(1000);
@@ -328,7 +326,7 @@ async fn padding_inflates_the_cached_value_and_a_hit_returns_those_bytes_as_vali
 
 #[tokio::test]
 async fn ttl_knob_sets_the_expiry_of_new_entries() {
-    let _turn = serial();
+    let _turn = serial().await;
     let stack = shared_stack();
     let services = start_services(stack.clone()).await;
     services.knobs.set_ttl(5);

@@ -47,6 +47,7 @@ fn start_serve(tmp: &std::path::Path, port: u16) -> (Child, Vec<String>) {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("serve did not become ready: {lines:?}");
 }
 

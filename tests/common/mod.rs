@@ -8,7 +8,7 @@ use cachelab::stack::{Stack, StackInfo, StackOptions};
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
 
 /// The managed stack this test binary shares; the reaper ends it when the binary exits.
 pub fn shared_stack() -> StackInfo {
@@ -19,9 +19,9 @@ pub fn shared_stack() -> StackInfo {
 }
 
 /// Tests that share the stack reload its table when they start, so they take turns.
-pub fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// Both strategy servers on free ports over `stack`, data freshly loaded.
