@@ -1,0 +1,418 @@
+//! `cachelab run` as a user runs it: fresh state per lab, exit codes, error positions,
+//! timeouts and limits, the JSON report, external-mode safety, `cachelab api`, every lab
+//! function, and the shipped labs.
+
+mod common;
+
+use common::{cachelab, entries, private_tmpdir, processes_mentioning};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A folder of lab files written by a test.
+struct Labs {
+    dir: tempfile::TempDir,
+}
+
+impl Labs {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn add(&self, name: &str, source: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, source).unwrap();
+        path
+    }
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(args: &[&str], files: &[&Path]) -> Run {
+    let out = cachelab()
+        .arg("run")
+        .args(args)
+        .args(files)
+        .output()
+        .unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn each_lab_starts_from_redis_flushed_table_reloaded_knobs_default_and_counters_zero() {
+    let labs = Labs::new();
+    let dirty = labs.add(
+        "1-dirty.rhai",
+        r#"// Leaves a mess
+        http_put("/users/1", #{name: "Changed"});
+        http_post("/users", #{name: "Extra", email: "extra@example.com"});
+        http_get("/users/2");
+        set_ttl(5); set_db_delay(80); set_padding(300);
+        set_policy("allkeys-lru", 50000000);
+        redis(["SET", "stray", "1"]);
+        check("the mess is made", db_get(1).name == "Changed" && redis_keys("*").len() == 2);
+        "#,
+    );
+    let fresh = labs.add(
+        "2-fresh.rhai",
+        r#"// Finds a fresh state
+        check("the users table is reloaded", db_get(1).name == users()[0].name);
+        check("rows added by the last lab are gone", db_query("SELECT count(*) AS n FROM users")[0].n == users().len());
+        check("Redis is empty", redis_keys("*").len() == 0);
+        check("counters are zero", stats().hits == 0 && stats().misses == 0 && stats("write-through").db_writes == 0 && stats("cache-aside").db_writes == 0);
+        check("the eviction policy is back to noeviction", redis(["CONFIG", "GET", "maxmemory-policy"])[1] == "noeviction");
+        check("maxmemory is back to 0", redis(["CONFIG", "GET", "maxmemory"])[1] == "0");
+        let miss = http_get("/users/3");
+        check("the db delay is back to 0", miss.ms < 60.0);
+        check("the TTL is back to 60", redis_ttl("user:3") > 55);
+        check("padding is back to 0 (the cached row is ~110 bytes, not 300+)", redis(["STRLEN", "user:3"]) < 200);
+        check("relative paths go to cache-aside again", miss.cache == "MISS" && stats("cache-aside").misses == 1);
+        "#,
+    );
+    let r = run(&[], &[&dirty, &fresh]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("11 passed, 0 failed"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .lines()
+            .last()
+            .unwrap()
+            .ends_with("11 passed, 0 failed"),
+        "the last line sums up: {}",
+        r.stdout
+    );
+}
+
+#[test]
+fn exit_codes_0_pass_1_check_or_assert_failed_2_script_error_and_a_failing_lab_does_not_stop_the_next(
+) {
+    let labs = Labs::new();
+    let pass = labs.add("pass.rhai", "// Passes\ncheck(\"one is one\", 1 == 1);\n");
+    let fail = labs.add(
+        "fail.rhai",
+        "// Fails a check\ncheck(\"two is three\", 2 == 3);\ncheck(\"still runs after a failed check\", true);\n",
+    );
+    let assert = labs.add(
+        "assert.rhai",
+        "// Stops at an assert\ncheck(\"before\", true);\nassert(1 > 2, \"one is not above two\");\ncheck(\"never reached\", true);\n",
+    );
+    let error = labs.add("error.rhai", "// Script error\nlet a = 1;\nhttp_get(5);\n");
+    let parse = labs.add("parse.rhai", "// Parse error\nlet x = ;\n");
+
+    let r = run(&[], &[&pass]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(r.stdout.contains("✓ one is one"));
+
+    let r = run(&[], &[&fail, &pass]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("✗ two is three (line 2)"), "{}", r.stdout);
+    assert!(r.stdout.contains("✓ still runs after a failed check"));
+    assert!(
+        r.stdout.contains("✓ one is one"),
+        "the next lab ran: {}",
+        r.stdout
+    );
+    assert!(r.stdout.ends_with("2 passed, 1 failed\n"), "{}", r.stdout);
+
+    let r = run(&[], &[&assert]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(!r.stdout.contains("never reached"), "{}", r.stdout);
+    let at = format!(
+        "assert failed at {}:3:1: one is not above two",
+        assert.display()
+    );
+    assert!(r.stdout.contains(&at), "{at} in\n{}", r.stdout);
+
+    let r = run(&[], &[&error, &pass]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    let at = format!(
+        "{}:3:1: http_get: argument `path` must be a string, got int 5",
+        error.display()
+    );
+    assert!(r.stdout.contains(&at), "{at} in\n{}", r.stdout);
+    assert!(
+        r.stdout.contains("✓ one is one"),
+        "the next lab ran: {}",
+        r.stdout
+    );
+
+    let r = run(&[], &[&parse]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stdout.contains(&format!("{}:2:9:", parse.display())),
+        "{}",
+        r.stdout
+    );
+
+    let r = run(&[], &[&fail, &error]);
+    assert_eq!(r.code, 2, "a script error outranks a failed check");
+
+    let r = run(&[], &[Path::new("/no/such/lab.rhai")]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no such lab file"), "{}", r.stderr);
+}
+
+#[test]
+fn wrong_arguments_name_the_function_and_the_argument() {
+    let labs = Labs::new();
+    let cases = [
+        (
+            "stats(5);",
+            "stats: argument `name` must be a string, got int 5",
+        ),
+        (
+            "use_strategy(\"read-through\");",
+            "use_strategy: argument `name` must be one of cache-aside, write-through",
+        ),
+        (
+            "set_policy(\"lru\");",
+            "set_policy: argument `policy` must be one of noeviction, allkeys-lru",
+        ),
+        (
+            "http_put(\"/users/1\", \"name=x\");",
+            "http_put: argument `params` must be a map",
+        ),
+        (
+            "load(#{pathz: \"/users/1\"});",
+            "load: unknown option `pathz`",
+        ),
+        (
+            "set_protection(\"lock\");",
+            "set_protection: unknown protection mode \"lock\"; known: none",
+        ),
+        (
+            "stampede(\"/users/1\", -3);",
+            "stampede: argument `n` must be a non-negative integer",
+        ),
+        ("http_get(\"users/1\");", "must start with /"),
+        ("db_query(\"SELEKT 1\");", "db_query:"),
+    ];
+    for (call, message) in cases {
+        let lab = labs.add("wrong.rhai", &format!("// Wrong argument\n{call}\n"));
+        let r = run(&[], &[&lab]);
+        assert_eq!(r.code, 2, "{call}: {}", r.stdout);
+        let at = format!("{}:2:1: ", lab.display());
+        assert!(
+            r.stdout.contains(&at) && r.stdout.contains(message),
+            "{call}: wanted {at}{message} in\n{}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn a_runaway_lab_is_stopped_by_timeout_or_operation_limit_and_the_stack_is_still_torn_down() {
+    let labs = Labs::new();
+    let spin = labs.add("spin.rhai", "// Spins\nlet n = 0;\nloop { n += 1; }\n");
+    let nap = labs.add("nap.rhai", "// Sleeps too long\nsleep(60000);\n");
+    let after = labs.add(
+        "after.rhai",
+        "// Runs after\ncheck(\"the next lab still runs\", true);\n",
+    );
+    let tmp = private_tmpdir();
+
+    let started = Instant::now();
+    let out = cachelab()
+        .args(["run", "--timeout", "1"])
+        .args([&spin, &nap, &after])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stdout.contains(&format!("{}:3:", spin.display()))
+            && stdout.contains("ran past its --timeout"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "{}:2:1: the lab ran past its --timeout",
+            nap.display()
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("✓ the next lab still runs"), "{stdout}");
+    assert!(
+        processes_mentioning(tmp.path()).is_empty(),
+        "servers left running"
+    );
+    assert!(
+        entries(tmp.path()).is_empty(),
+        "temp files left: {:?}",
+        entries(tmp.path())
+    );
+
+    let r = run(&["--max-operations", "10000"], &[&spin]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!("{}:3:", spin.display()))
+            && r.stdout.contains("Too many operations"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn json_report_has_each_lab_with_file_title_checks_notes_and_duration() {
+    let labs = Labs::new();
+    let lab = labs.add(
+        "report.rhai",
+        "// Report shape\n// second line\ncheck(\"yes\", true);\ncheck(\"no\", false);\nnote(\"seen\");\n",
+    );
+    let json_path = labs.dir.path().join("report.json");
+    let r = run(&["--json", json_path.to_str().unwrap()], &[&lab]);
+    assert_eq!(r.code, 1);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let first = &report["labs"][0];
+    assert_eq!(first["file"], lab.to_str().unwrap());
+    assert_eq!(first["title"], "Report shape");
+    assert_eq!(first["checks"][0]["name"], "yes");
+    assert_eq!(first["checks"][0]["pass"], true);
+    assert_eq!(first["checks"][1]["pass"], false);
+    assert_eq!(first["notes"][0], "seen");
+    assert!(first["duration_secs"].as_f64().unwrap() > 0.0);
+    assert_eq!(first["passed"], false);
+    assert_eq!(
+        (report["passed"].as_u64(), report["failed"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
+
+#[test]
+fn every_lab_api_function_works_against_the_real_stack() {
+    let tour = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/labs/api_tour.rhai");
+    let r = run(&[], &[&tour]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("39 passed, 0 failed"), "{}", r.stdout);
+}
+
+#[test]
+fn cachelab_api_lists_every_function_of_the_design_table_with_a_doc_line() {
+    let out = cachelab().arg("api").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in [
+        "use_strategy",
+        "servers",
+        "http_get",
+        "http_put",
+        "http_post",
+        "http_delete",
+        "load",
+        "stampede",
+        "stats",
+        "set_ttl",
+        "set_db_delay",
+        "set_padding",
+        "set_protection",
+        "redis_info",
+        "redis",
+        "redis_get",
+        "redis_ttl",
+        "redis_keys",
+        "set_policy",
+        "flush",
+        "db_get",
+        "db_query",
+        "users",
+        "check",
+        "assert",
+        "assert_eq",
+        "note",
+        "sleep",
+        "now_ms",
+    ] {
+        let signature = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name}(")));
+        assert!(
+            signature.is_some(),
+            "{name} missing from cachelab api:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn external_redis_is_never_flushed_without_allow_flush_and_an_external_table_is_kept() {
+    use cachelab::stack::{Stack, StackOptions};
+    // A stack started here stands in for servers the user runs.
+    let external = Stack::start(StackOptions::default()).unwrap();
+    let (redis_url, db_url) = (external.redis_url(), external.database_url());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let info = external.info();
+    rt.block_on(async {
+        let store = cachelab::store::Store::new(&db_url).unwrap();
+        store.apply_schema().await.unwrap();
+        store.reload_users().await.unwrap();
+        store
+            .update_user(1, Some("Kept By User"), None)
+            .await
+            .unwrap();
+        let _: () = common::redis_cmd(&info, &["SET", "precious", "data"]).await;
+    });
+    let labs = Labs::new();
+    let keeps = labs.add(
+        "keeps.rhai",
+        "// External data is kept\ncheck(\"the user's row is untouched\", db_get(1).name == \"Kept By User\");\ncheck(\"other keys are untouched\", redis_get(\"precious\") == \"data\");\n",
+    );
+    let flushes = labs.add("flushes.rhai", "// Tries to flush\nflush();\n");
+    let policy = labs.add(
+        "policy.rhai",
+        "// Tries to set a policy\nset_policy(\"allkeys-lru\", 1000000);\n",
+    );
+    let ext = [
+        "--redis-url",
+        redis_url.as_str(),
+        "--database-url",
+        db_url.as_str(),
+    ];
+
+    let r = run(&ext, &[&keeps]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    for lab in [&flushes, &policy] {
+        let r = run(&ext, &[lab]);
+        assert_eq!(r.code, 2, "{}", r.stdout);
+        assert!(r.stdout.contains("--allow-flush"), "{}", r.stdout);
+    }
+    let still: Option<String> = rt.block_on(common::redis_cmd(&info, &["GET", "precious"]));
+    assert_eq!(still.as_deref(), Some("data"), "never a wipe");
+
+    let mut with_flag = ext.to_vec();
+    with_flag.push("--allow-flush");
+    let r = run(&with_flag, &[&flushes]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let gone: Option<String> = rt.block_on(common::redis_cmd(&info, &["GET", "precious"]));
+    assert_eq!(gone, None, "--allow-flush lets flush() wipe it");
+    drop(external);
+}
+
+#[test]
+fn the_shipped_labs_all_pass() {
+    let labs = Path::new(env!("CARGO_MANIFEST_DIR")).join("labs");
+    let r = run(&[], &[&labs]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    for lab in ["stampede", "eviction", "consistency", "upsert"] {
+        assert!(
+            r.stdout.contains(&format!("labs/{lab}.rhai")),
+            "{lab} did not run:\n{}",
+            r.stdout
+        );
+    }
+    assert!(r.stdout.contains(" passed, 0 failed"), "{}", r.stdout);
+}
