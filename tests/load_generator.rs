@@ -73,6 +73,9 @@ fn test_server(behaviour: Behaviour, limit: Option<usize>) -> (String, Arc<Seen>
                             let _ = stop_rx.changed().await;
                             return;
                         }
+                        if behaviour == Behaviour::Slow {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
                         let reply =
                             "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Cache: HIT\r\n\r\nok";
                         if stream.write_all(reply.as_bytes()).await.is_err() {
