@@ -162,3 +162,36 @@ fn a_missing_server_binary_is_one_line_naming_it_and_its_package() {
     );
     assert_nothing_left(tmp.path());
 }
+
+#[test]
+fn even_a_sigkilled_cachelab_takes_redis_and_postgres_with_it() {
+    let tmp = private_tmpdir();
+    let port = free_port_pair();
+    let (mut child, _) = start_serve(tmp.path(), port);
+    assert!(processes_mentioning(tmp.path()).len() >= 2);
+    child.kill().unwrap(); // SIGKILL: no handler, no destructor, no atexit runs
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_mentioning(tmp.path()).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "left running: {:?}",
+            processes_mentioning(tmp.path())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The temp dir cannot be removed by a SIGKILLed process; the next start sweeps it.
+    assert_eq!(entries(tmp.path()).len(), 1, "{:?}", entries(tmp.path()));
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = cachelab()
+        .args([
+            "serve",
+            "--port",
+            &taken.local_addr().unwrap().port().to_string(),
+        ])
+        .env("TMPDIR", tmp.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_nothing_left(tmp.path());
+}

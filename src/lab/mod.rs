@@ -83,29 +83,26 @@ pub fn title_of(source: &str, file: &Path) -> String {
 pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: Limits) -> LabReport {
     let timeout = limits.timeout;
     let started = Instant::now();
+    let report = |title: String, record: LabRecord, outcome: Outcome| {
+        LabReport::new(
+            file.to_path_buf(),
+            title,
+            record,
+            started.elapsed(),
+            outcome,
+        )
+    };
     let source = match std::fs::read_to_string(file) {
         Ok(s) => s,
         Err(e) => {
             let outcome = Outcome::ScriptError(format!("{}: cannot read: {e}", file.display()));
-            return LabReport::new(
-                file.to_path_buf(),
-                file.display().to_string(),
-                LabRecord::default(),
-                started.elapsed(),
-                outcome,
-            );
+            return report(file.display().to_string(), LabRecord::default(), outcome);
         }
     };
     let title = title_of(&source, file);
     if let Err(e) = services.reset().await {
         let outcome = Outcome::ScriptError(format!("setting up the fresh state: {e:#}"));
-        return LabReport::new(
-            file.to_path_buf(),
-            title,
-            LabRecord::default(),
-            started.elapsed(),
-            outcome,
-        );
+        return report(title, LabRecord::default(), outcome);
     }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let file_owned = file.to_path_buf();
@@ -152,20 +149,21 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: Limits) -> L
         });
     if let Err(e) = spawned {
         let outcome = Outcome::ScriptError(format!("starting the lab thread: {e}"));
-        return LabReport::new(
-            file.to_path_buf(),
-            title,
-            LabRecord::default(),
-            started.elapsed(),
-            outcome,
-        );
+        return report(title, LabRecord::default(), outcome);
     }
     // Every blocking lab call is bounded by the deadline; the grace period covers the
     // unwinding after it.
     let (outcome, record) =
         match tokio::time::timeout(timeout + Duration::from_secs(10), done_rx).await {
             Ok(Ok(result)) => result,
-            _ => (
+            Ok(Err(_)) => (
+                Outcome::ScriptError(format!(
+                    "{}: the lab thread ended without a result",
+                    file.display()
+                )),
+                LabRecord::default(),
+            ),
+            Err(_) => (
                 Outcome::Stopped(format!(
                     "{}: the lab did not stop after its --timeout",
                     file.display()
@@ -173,13 +171,7 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: Limits) -> L
                 LabRecord::default(),
             ),
         };
-    LabReport::new(
-        file.to_path_buf(),
-        title,
-        record,
-        started.elapsed(),
-        outcome,
-    )
+    report(title, record, outcome)
 }
 
 /// Compile and run the script on this (the lab's) thread.

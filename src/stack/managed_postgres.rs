@@ -43,14 +43,19 @@ impl ManagedPostgres {
         let initdb = binaries::postgres_tool("initdb")?;
         let run_as = unprivileged_user()?;
         let data = dir.join("pgdata");
-        match template_dir(&binary) {
-            Some(template) => {
-                ensure_template(&initdb, &template, run_as)?;
-                copy_tree(&template, &data).with_context(|| {
-                    format!("copying the template cluster {}", template.display())
-                })?;
-            }
-            None => run_initdb(&initdb, &data, run_as)?,
+        let from_template = template_dir(&binary).and_then(|template| {
+            let copied = ensure_template(&initdb, &template, run_as).and_then(|()| {
+                copy_tree(&template, &data)
+                    .with_context(|| format!("copying the template cluster {}", template.display()))
+            });
+            // No usable cache dir (a read-only or missing HOME): initdb every time instead.
+            copied
+                .inspect_err(|e| tracing::info!("not using a cached template cluster: {e:#}"))
+                .ok()
+        });
+        if from_template.is_none() {
+            let _ = std::fs::remove_dir_all(&data);
+            run_initdb(&initdb, &data, run_as)?;
         }
         if let Some(user) = run_as {
             chown_tree(dir, user)?;

@@ -160,8 +160,9 @@ struct StackDir {
 
 impl StackDir {
     fn create() -> anyhow::Result<Self> {
+        sweep_stale_dirs();
         let dir = tempfile::Builder::new()
-            .prefix("cachelab-")
+            .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
             .tempdir()
             .context("creating the stack's temp dir")?;
         let path = dir.path().to_path_buf();
@@ -183,6 +184,37 @@ impl Drop for StackDir {
             let _ = dir.close();
         }
         reaper::untrack_dir(&self.path);
+    }
+}
+
+/// Stack dirs are named `cachelab-<pid>-<random>` so a later start can tell whose they are.
+const DIR_PREFIX: &str = "cachelab-";
+
+/// Remove stack dirs left by a cachelab that was SIGKILLed (its pid no longer runs).
+fn sweep_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            tracing::info!(
+                "removing {} left by a cachelab that was killed",
+                entry.path().display()
+            );
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
 }
 

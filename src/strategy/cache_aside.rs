@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{evict_user, to_json, Backend, Patch, Strategy};
+use super::{evict_user, insert_row, to_json, update_row, Backend, Patch, Strategy};
 
 /// The cache-aside strategy.
 pub struct CacheAside;
@@ -17,19 +17,15 @@ impl Strategy for CacheAside {
         id: i32,
         patch: Patch<'_>,
     ) -> anyhow::Result<Option<Bytes>> {
-        let Some(user) = b.store.update_user(id, patch.name, patch.email).await? else {
+        let Some(user) = update_row(b, Self::NAME, id, patch).await? else {
             return Ok(None);
         };
-        b.counters.record_db_write();
-        tracing::debug!(strategy = Self::NAME, "DB UPDATED user:{id}");
         evict_user(b, id).await;
         Ok(Some(to_json(&user)))
     }
 
     async fn create(&self, b: &Backend, name: &str, email: &str) -> anyhow::Result<Bytes> {
-        let user = b.store.insert_user(name, email).await?;
-        b.counters.record_db_write();
-        tracing::debug!(strategy = Self::NAME, "DB INSERTED user:{}", user.id);
+        let user = insert_row(b, Self::NAME, name, email).await?;
         Ok(to_json(&user))
     }
 }

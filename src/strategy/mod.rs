@@ -124,6 +124,35 @@ pub trait Strategy: Send + Sync + 'static {
     }
 }
 
+/// UPDATE the row in Postgres (both strategies write the database first), counting the
+/// write. `None` when there is no such user.
+pub async fn update_row(
+    b: &Backend,
+    strategy: &str,
+    id: i32,
+    patch: Patch<'_>,
+) -> anyhow::Result<Option<User>> {
+    let user = b.store.update_user(id, patch.name, patch.email).await?;
+    if user.is_some() {
+        b.counters.record_db_write();
+        tracing::debug!(strategy, "DB UPDATED user:{id}");
+    }
+    Ok(user)
+}
+
+/// INSERT a row in Postgres, counting the write.
+pub async fn insert_row(
+    b: &Backend,
+    strategy: &str,
+    name: &str,
+    email: &str,
+) -> anyhow::Result<User> {
+    let user = b.store.insert_user(name, email).await?;
+    b.counters.record_db_write();
+    tracing::debug!(strategy, "DB INSERTED user:{}", user.id);
+    Ok(user)
+}
+
 /// The JSON the API returns for a user.
 pub fn to_json(user: &User) -> Bytes {
     Bytes::from(serde_json::to_vec(user).expect("a user always serialises"))

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 
-use super::{cache_user, to_json, Backend, Patch, Strategy};
+use super::{cache_user, insert_row, to_json, update_row, Backend, Patch, Strategy};
 
 /// The write-through strategy.
 pub struct WriteThrough;
@@ -18,20 +18,16 @@ impl Strategy for WriteThrough {
         id: i32,
         patch: Patch<'_>,
     ) -> anyhow::Result<Option<Bytes>> {
-        let Some(user) = b.store.update_user(id, patch.name, patch.email).await? else {
+        let Some(user) = update_row(b, Self::NAME, id, patch).await? else {
             return Ok(None);
         };
-        b.counters.record_db_write();
-        tracing::debug!(strategy = Self::NAME, "DB UPDATED user:{id}");
         let body = to_json(&user);
         cache_user(b, &user, &body).await;
         Ok(Some(body))
     }
 
     async fn create(&self, b: &Backend, name: &str, email: &str) -> anyhow::Result<Bytes> {
-        let user = b.store.insert_user(name, email).await?;
-        b.counters.record_db_write();
-        tracing::debug!(strategy = Self::NAME, "DB INSERTED user:{}", user.id);
+        let user = insert_row(b, Self::NAME, name, email).await?;
         let body = to_json(&user);
         cache_user(b, &user, &body).await;
         Ok(body)
