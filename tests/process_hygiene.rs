@@ -19,8 +19,21 @@ fn free_port_pair() -> u16 {
     }
 }
 
+/// A running `cachelab serve` that is killed if the test fails before stopping it, so a
+/// failing test leaves nothing running either.
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// Start `cachelab serve` and wait for the line that says it is ready.
-fn start_serve(tmp: &std::path::Path, port: u16) -> (Child, Vec<String>) {
+fn start_serve(tmp: &std::path::Path, port: u16) -> (Serve, Vec<String>) {
     let mut child = cachelab()
         .args(["serve", "--port", &port.to_string()])
         .env("TMPDIR", tmp)
@@ -42,7 +55,7 @@ fn start_serve(tmp: &std::path::Path, port: u16) -> (Child, Vec<String>) {
             let ready = line.starts_with("try:");
             lines.push(line);
             if ready {
-                return (child, lines);
+                return (Serve(child), lines);
             }
         }
     }
@@ -78,7 +91,8 @@ fn assert_nothing_left(tmp: &std::path::Path) {
 fn stop_serve_with(signal: i32) {
     let tmp = private_tmpdir();
     let port = free_port_pair();
-    let (mut child, lines) = start_serve(tmp.path(), port);
+    let (mut serve, lines) = start_serve(tmp.path(), port);
+    let child = &mut serve.0;
     assert!(
         lines
             .iter()
@@ -108,7 +122,7 @@ fn stop_serve_with(signal: i32) {
     unsafe {
         libc::kill(child.id() as i32, signal);
     }
-    let status = wait_exit(&mut child, Duration::from_secs(20));
+    let status = wait_exit(child, Duration::from_secs(20));
     assert_eq!(status.code(), Some(0), "a clean shutdown exits 0");
     assert_nothing_left(tmp.path());
 }
@@ -167,10 +181,10 @@ fn a_missing_server_binary_is_one_line_naming_it_and_its_package() {
 fn even_a_sigkilled_cachelab_takes_redis_and_postgres_with_it() {
     let tmp = private_tmpdir();
     let port = free_port_pair();
-    let (mut child, _) = start_serve(tmp.path(), port);
+    let (mut serve, _) = start_serve(tmp.path(), port);
     assert!(processes_mentioning(tmp.path()).len() >= 2);
-    child.kill().unwrap(); // SIGKILL: no handler, no destructor, no atexit runs
-    child.wait().unwrap();
+    serve.0.kill().unwrap(); // SIGKILL: no handler, no destructor, no atexit runs
+    serve.0.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !processes_mentioning(tmp.path()).is_empty() {
         assert!(
