@@ -28,12 +28,6 @@ impl Protection {
             )),
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::None => "none",
-        }
-    }
 }
 
 /// The knobs shared by both strategy servers.

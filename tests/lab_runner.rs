@@ -56,7 +56,7 @@ fn each_lab_starts_from_redis_flushed_table_reloaded_knobs_default_and_counters_
         http_put("/users/1", #{name: "Changed"});
         http_post("/users", #{name: "Extra", email: "extra@example.com"});
         http_get("/users/2");
-        set_ttl(5); set_db_delay(80); set_padding(300);
+        set_ttl(5); set_db_delay(3000); set_padding(300);
         set_policy("allkeys-lru", 50000000);
         redis(["SET", "stray", "1"]);
         check("the mess is made", db_get(1).name == "Changed" && redis_keys("*").len() == 2);
@@ -72,7 +72,7 @@ fn each_lab_starts_from_redis_flushed_table_reloaded_knobs_default_and_counters_
         check("the eviction policy is back to noeviction", redis(["CONFIG", "GET", "maxmemory-policy"])[1] == "noeviction");
         check("maxmemory is back to 0", redis(["CONFIG", "GET", "maxmemory"])[1] == "0");
         let miss = http_get("/users/3");
-        check("the db delay is back to 0", miss.ms < 60.0);
+        check("the db delay is back to 0 (not 3 s)", miss.ms < 1500.0);
         check("the TTL is back to 60", redis_ttl("user:3") > 55);
         check("padding is back to 0 (the cached row is ~110 bytes, not 300+)", redis(["STRLEN", "user:3"]) < 200);
         check("relative paths go to cache-aside again", miss.cache == "MISS" && stats("cache-aside").misses == 1);

@@ -64,11 +64,17 @@ fn progress_bar(stop: Stop) -> ProgressBar {
         }
     };
     let template = match stop {
-        Stop::Requests(_) => "{bar:40} {pos}/{len} requests  {per_sec}  eta {eta}",
-        Stop::Duration(_) => "{spinner} {pos} requests  {per_sec}  {elapsed}",
+        Stop::Requests(_) => "{bar:40} {pos}/{len} requests  {rate}  eta {eta}",
+        Stop::Duration(_) => "{spinner} {pos} requests  {rate}  {elapsed}",
     };
-    bar.set_style(
-        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let style = ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} req/s", state.per_sec());
+            },
+        );
+    bar.set_style(style);
     bar
 }

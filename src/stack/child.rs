@@ -58,11 +58,6 @@ impl ManagedChild {
         })
     }
 
-    /// The process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.id())
-    }
-
     /// Has the process exited already (crashed, or killed by someone else)?
     pub fn has_exited(&mut self) -> bool {
         match self.child.as_mut() {

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -12,7 +12,6 @@ use super::{binaries, child::ManagedChild, ports};
 pub struct ManagedRedis {
     child: ManagedChild,
     port: u16,
-    log: PathBuf,
 }
 
 impl ManagedRedis {
@@ -54,7 +53,7 @@ impl ManagedRedis {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if answers_ping(port) {
-                return Ok(Self { child, port, log });
+                return Ok(Self { child, port });
             }
             if child.has_exited() {
                 bail!(
@@ -77,18 +76,9 @@ impl ManagedRedis {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.pid()
-    }
-
     /// Kill the server without warning, as a crash would.
     pub fn kill(&mut self) {
         self.child.kill();
-    }
-
-    /// The server's log, for error messages.
-    pub fn log_path(&self) -> &Path {
-        &self.log
     }
 }
 

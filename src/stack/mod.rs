@@ -46,7 +46,8 @@ pub struct Stack {
     pub redis: RedisSource,
     pub postgres: PostgresSource,
     options: StackOptions,
-    dir: Option<StackDir>,
+    /// Held for its `Drop`, which removes the temp dir after the servers above have ended.
+    _dir: Option<StackDir>,
 }
 
 impl Stack {
@@ -68,7 +69,7 @@ impl Stack {
             redis,
             postgres,
             options,
-            dir,
+            _dir: dir,
         })
     }
 
@@ -120,11 +121,6 @@ impl Stack {
             PostgresSource::Managed(p) => Some(p),
             PostgresSource::External(_) => None,
         }
-    }
-
-    /// The temp dir holding the managed servers' data and logs.
-    pub fn dir(&self) -> Option<&Path> {
-        self.dir.as_ref().map(|d| d.path())
     }
 
     /// The redis-cli command that reaches this Redis (password hidden).
