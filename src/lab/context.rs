@@ -73,6 +73,25 @@ pub fn with<R>(f: impl FnOnce(&LabContext) -> LabResult<R>) -> LabResult<R> {
 }
 
 impl LabContext {
+    /// A lab that starts now, sends relative paths to cache-aside, and must end by `deadline`.
+    pub fn new(
+        services: Arc<Services>,
+        runtime: tokio::runtime::Handle,
+        deadline: Instant,
+    ) -> Self {
+        Self {
+            services,
+            runtime,
+            http: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+            deadline,
+            strategy: RefCell::new("cache-aside".to_string()),
+            record: RefCell::new(LabRecord::default()),
+            halt: RefCell::new(None),
+            pending: RefCell::new(HashMap::new()),
+            next_handle: RefCell::new(0),
+        }
+    }
+
     /// Wait for `future` on the runtime, but no longer than the lab's deadline and not past
     /// a Ctrl-C.
     pub fn block_on<T>(&self, future: impl Future<Output = T>) -> LabResult<T> {

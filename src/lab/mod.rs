@@ -8,7 +8,6 @@ pub mod report;
 
 use anyhow::Context;
 use rhai::{Engine, EvalAltResult, Position};
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -115,20 +114,7 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: Limits) -> L
         .spawn(move || {
             // Lab functions create timers and tasks: give this thread the runtime's context.
             let _runtime_context = runtime.enter();
-            let ctx = Rc::new(LabContext {
-                services,
-                http: hyper_util::client::legacy::Client::builder(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .build_http(),
-                runtime: runtime.clone(),
-                deadline,
-                strategy: RefCell::new("cache-aside".to_string()),
-                record: RefCell::new(LabRecord::default()),
-                halt: RefCell::new(None),
-                pending: RefCell::new(Default::default()),
-                next_handle: RefCell::new(0),
-            });
+            let ctx = Rc::new(LabContext::new(services, runtime.clone(), deadline));
             let run = std::panic::AssertUnwindSafe(|| {
                 execute(&ctx, &file_owned, &source, limits.max_operations)
             });
