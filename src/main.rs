@@ -3,6 +3,7 @@
 
 use cachelab::{cli, commands, output};
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use commands::exit;
@@ -52,6 +53,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_target(false)
         .init();
 }
