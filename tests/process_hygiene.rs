@@ -4,20 +4,10 @@
 
 mod common;
 
-use common::{cachelab, entries, private_tmpdir, processes_mentioning};
+use common::{cachelab, entries, free_port_pair, private_tmpdir, processes_mentioning};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port_pair() -> u16 {
-    loop {
-        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = a.local_addr().unwrap().port();
-        if port < 65000 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-}
 
 /// A running `cachelab serve` that is killed if the test fails before stopping it, so a
 /// failing test leaves nothing running either.

@@ -38,6 +38,16 @@ impl Serve {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = serve.child.try_wait() {
+                let mut stderr = String::new();
+                let _ = serve
+                    .child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr);
+                panic!("serve exited with {status} before it was ready: {stderr}");
+            }
             if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
                 let ready = line.starts_with("try:");
                 serve.lines.push(line);
