@@ -4,69 +4,8 @@
 
 mod common;
 
-use common::{cachelab, entries, free_port_pair, private_tmpdir, processes_mentioning};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
+use common::{cachelab, entries, free_port_pair, private_tmpdir, processes_mentioning, Serve};
 use std::time::{Duration, Instant};
-
-/// A running `cachelab serve` that is killed if the test fails before stopping it, so a
-/// failing test leaves nothing running either.
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Start `cachelab serve` and wait for the line that says it is ready.
-fn start_serve(tmp: &std::path::Path, port: u16) -> (Serve, Vec<String>) {
-    let mut child = cachelab()
-        .args(["serve", "--port", &port.to_string()])
-        .env("TMPDIR", tmp)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
-            let ready = line.starts_with("try:");
-            lines.push(line);
-            if ready {
-                return (Serve(child), lines);
-            }
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("serve did not become ready: {lines:?}");
-}
-
-fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "cachelab did not exit within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn assert_nothing_left(tmp: &std::path::Path) {
     let left = processes_mentioning(tmp);
@@ -81,8 +20,8 @@ fn assert_nothing_left(tmp: &std::path::Path) {
 fn stop_serve_with(signal: i32) {
     let tmp = private_tmpdir();
     let port = free_port_pair();
-    let (mut serve, lines) = start_serve(tmp.path(), port);
-    let child = &mut serve.0;
+    let serve = Serve::start(tmp.path(), &["--port", &port.to_string()]);
+    let lines = &serve.lines;
     assert!(
         lines
             .iter()
@@ -102,18 +41,14 @@ fn stop_serve_with(signal: i32) {
         running.len() >= 2,
         "redis-server and postgres run under the test's TMPDIR: {running:?}"
     );
-    let answer = std::process::Command::new("curl")
-        .args(["-s", &format!("http://127.0.0.1:{port}/users/1")])
-        .output();
-    if let Ok(out) = answer {
-        assert!(String::from_utf8_lossy(&out.stdout).contains("\"id\":1"));
-    }
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(child.id() as i32, signal);
-    }
-    let status = wait_exit(child, Duration::from_secs(20));
-    assert_eq!(status.code(), Some(0), "a clean shutdown exits 0");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let answer = rt.block_on(common::get(&format!("http://127.0.0.1:{port}/users/1")));
+    assert_eq!(answer.json()["id"], 1);
+    let (status, stderr) = serve.signal(signal);
+    assert_eq!(status.code(), Some(0), "a clean shutdown exits 0: {stderr}");
     assert_nothing_left(tmp.path());
 }
 
@@ -171,10 +106,10 @@ fn a_missing_server_binary_is_one_line_naming_it_and_its_package() {
 fn even_a_sigkilled_cachelab_takes_redis_and_postgres_with_it() {
     let tmp = private_tmpdir();
     let port = free_port_pair();
-    let (mut serve, _) = start_serve(tmp.path(), port);
+    let mut serve = Serve::start(tmp.path(), &["--port", &port.to_string()]);
     assert!(processes_mentioning(tmp.path()).len() >= 2);
-    serve.0.kill().unwrap(); // SIGKILL: no handler, no destructor, no atexit runs
-    serve.0.wait().unwrap();
+    serve.child.kill().unwrap(); // SIGKILL: no handler, no destructor, no atexit runs
+    serve.child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !processes_mentioning(tmp.path()).is_empty() {
         assert!(

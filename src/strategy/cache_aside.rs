@@ -3,7 +3,8 @@
 
 use bytes::Bytes;
 
-use super::{evict_user, insert_row, to_json, update_row, Backend, Patch, Strategy};
+use super::{evict_user, Backend, Strategy};
+use crate::store::User;
 
 /// The cache-aside strategy.
 pub struct CacheAside;
@@ -11,21 +12,11 @@ pub struct CacheAside;
 impl Strategy for CacheAside {
     const NAME: &'static str = "cache-aside";
 
-    async fn update(
-        &self,
-        b: &Backend,
-        id: i32,
-        patch: Patch<'_>,
-    ) -> anyhow::Result<Option<Bytes>> {
-        let Some(user) = update_row(b, Self::NAME, id, patch).await? else {
-            return Ok(None);
-        };
-        evict_user(b, id).await;
-        Ok(Some(to_json(&user)))
+    /// Delete the key: the next read misses and loads the new row.
+    async fn after_update(&self, b: &Backend, user: &User, _body: &Bytes) {
+        evict_user(b, user.id).await;
     }
 
-    async fn create(&self, b: &Backend, name: &str, email: &str) -> anyhow::Result<Bytes> {
-        let user = insert_row(b, Self::NAME, name, email).await?;
-        Ok(to_json(&user))
-    }
+    /// Nothing: the new user is cached when it is first read.
+    async fn after_create(&self, _b: &Backend, _user: &User, _body: &Bytes) {}
 }

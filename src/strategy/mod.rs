@@ -1,8 +1,8 @@
 //! The caching strategies behind one small trait.
 //!
-//! Reads and deletes work the same way in both strategies, so they are the trait's
-//! provided methods; each strategy file says only how it writes. The HTTP layer knows
-//! nothing about either strategy beyond this trait.
+//! Reads, deletes and the database half of every write work the same way in both
+//! strategies, so they are the trait's provided methods; each strategy file says only what
+//! it does to the cache after a write. The HTTP layer knows nothing beyond this trait.
 
 mod cache_aside;
 mod write_through;
@@ -46,26 +46,63 @@ pub struct Patch<'a> {
     pub email: Option<&'a str>,
 }
 
-/// A caching strategy: how a server reads and writes users.
+/// A caching strategy: what a server does to the cache around reads and writes. Every
+/// write goes to Postgres first; a strategy says what follows for the cache.
 pub trait Strategy: Send + Sync + 'static {
     /// The name URLs, logs and labs use ("cache-aside", "write-through").
     const NAME: &'static str;
 
-    /// PUT: change a user in Postgres and bring the cache in line. `None` if absent.
+    /// After a PUT changed `user` in Postgres (`body` is its JSON).
+    fn after_update(
+        &self,
+        b: &Backend,
+        user: &User,
+        body: &Bytes,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// After a POST created `user` in Postgres (`body` is its JSON).
+    fn after_create(
+        &self,
+        b: &Backend,
+        user: &User,
+        body: &Bytes,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// PUT: change a user in Postgres, then the strategy's cache step. `None` if absent.
     fn update(
         &self,
         b: &Backend,
         id: i32,
         patch: Patch<'_>,
-    ) -> impl Future<Output = anyhow::Result<Option<Bytes>>> + Send;
+    ) -> impl Future<Output = anyhow::Result<Option<Bytes>>> + Send {
+        async move {
+            let Some(user) = b.store.update_user(id, patch.name, patch.email).await? else {
+                return Ok(None);
+            };
+            b.counters.record_db_write();
+            tracing::debug!(strategy = Self::NAME, "DB UPDATED user:{id}");
+            let body = to_json(&user);
+            self.after_update(b, &user, &body).await;
+            Ok(Some(body))
+        }
+    }
 
-    /// POST: create a user.
+    /// POST: create a user in Postgres, then the strategy's cache step.
     fn create(
         &self,
         b: &Backend,
         name: &str,
         email: &str,
-    ) -> impl Future<Output = anyhow::Result<Bytes>> + Send;
+    ) -> impl Future<Output = anyhow::Result<Bytes>> + Send {
+        async move {
+            let user = b.store.insert_user(name, email).await?;
+            b.counters.record_db_write();
+            tracing::debug!(strategy = Self::NAME, "DB INSERTED user:{}", user.id);
+            let body = to_json(&user);
+            self.after_create(b, &user, &body).await;
+            Ok(body)
+        }
+    }
 
     /// GET: the cache first; on a miss Postgres, then SETEX the row. Redis failures count
     /// as misses and never fail the read.
@@ -122,35 +159,6 @@ pub trait Strategy: Send + Sync + 'static {
             Ok(existed)
         }
     }
-}
-
-/// UPDATE the row in Postgres (both strategies write the database first), counting the
-/// write. `None` when there is no such user.
-pub async fn update_row(
-    b: &Backend,
-    strategy: &str,
-    id: i32,
-    patch: Patch<'_>,
-) -> anyhow::Result<Option<User>> {
-    let user = b.store.update_user(id, patch.name, patch.email).await?;
-    if user.is_some() {
-        b.counters.record_db_write();
-        tracing::debug!(strategy, "DB UPDATED user:{id}");
-    }
-    Ok(user)
-}
-
-/// INSERT a row in Postgres, counting the write.
-pub async fn insert_row(
-    b: &Backend,
-    strategy: &str,
-    name: &str,
-    email: &str,
-) -> anyhow::Result<User> {
-    let user = b.store.insert_user(name, email).await?;
-    b.counters.record_db_write();
-    tracing::debug!(strategy, "DB INSERTED user:{}", user.id);
-    Ok(user)
 }
 
 /// The JSON the API returns for a user.

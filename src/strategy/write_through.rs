@@ -4,7 +4,8 @@
 
 use bytes::Bytes;
 
-use super::{cache_user, insert_row, to_json, update_row, Backend, Patch, Strategy};
+use super::{cache_user, Backend, Strategy};
+use crate::store::User;
 
 /// The write-through strategy.
 pub struct WriteThrough;
@@ -12,24 +13,13 @@ pub struct WriteThrough;
 impl Strategy for WriteThrough {
     const NAME: &'static str = "write-through";
 
-    async fn update(
-        &self,
-        b: &Backend,
-        id: i32,
-        patch: Patch<'_>,
-    ) -> anyhow::Result<Option<Bytes>> {
-        let Some(user) = update_row(b, Self::NAME, id, patch).await? else {
-            return Ok(None);
-        };
-        let body = to_json(&user);
-        cache_user(b, &user, &body).await;
-        Ok(Some(body))
+    /// SETEX the row Postgres returned.
+    async fn after_update(&self, b: &Backend, user: &User, body: &Bytes) {
+        cache_user(b, user, body).await;
     }
 
-    async fn create(&self, b: &Backend, name: &str, email: &str) -> anyhow::Result<Bytes> {
-        let user = insert_row(b, Self::NAME, name, email).await?;
-        let body = to_json(&user);
-        cache_user(b, &user, &body).await;
-        Ok(body)
+    /// SETEX the new row, so its first read is a hit.
+    async fn after_create(&self, b: &Backend, user: &User, body: &Bytes) {
+        cache_user(b, user, body).await;
     }
 }

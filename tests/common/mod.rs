@@ -7,8 +7,11 @@ use cachelab::services::{ServerOptions, Services, Which};
 use cachelab::stack::{Stack, StackInfo, StackOptions};
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::process::{Child, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// The managed stack this test binary shares; the reaper ends it when the binary exits.
 pub fn shared_stack() -> StackInfo {
@@ -175,13 +178,129 @@ pub fn private_tmpdir() -> tempfile::TempDir {
     dir
 }
 
-/// A port P with P and P+1 free right now (serve puts write-through on P+1).
+/// A port P with P and P+1 free right now (serve puts write-through on P+1). It is picked
+/// below the kernel's ephemeral range, so no outgoing connection or `bind(0)` elsewhere
+/// takes it in the meantime.
 pub fn free_port_pair() -> u16 {
+    let mut seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
     loop {
-        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = a.local_addr().unwrap().port();
-        if port < 65000 && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let port = 20_000 + (seed >> 33) as u16 % 10_000;
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(port) && free(port + 1) {
             return port;
+        }
+    }
+}
+
+/// A running `cachelab serve`, stopped with Ctrl-C (or killed if the test fails first).
+pub struct Serve {
+    pub child: Child,
+    /// What it printed on stdout up to the ready line.
+    pub lines: Vec<String>,
+}
+
+impl Serve {
+    /// Start `cachelab serve ARGS` with TMPDIR=`tmp` and wait for its ready line.
+    pub fn start(tmp: &std::path::Path, args: &[&str]) -> Self {
+        let mut child = cachelab()
+            .arg("serve")
+            .args(args)
+            .env("TMPDIR", tmp)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut serve = Self {
+            child,
+            lines: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = serve.child.try_wait() {
+                let mut stderr = String::new();
+                let _ = serve
+                    .child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut stderr);
+                panic!("serve exited with {status} before it was ready: {stderr}");
+            }
+            if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+                let ready = line.starts_with("try:");
+                serve.lines.push(line);
+                if ready {
+                    return serve;
+                }
+            }
+        }
+        panic!("serve did not become ready: {:?}", serve.lines);
+    }
+
+    /// The URL printed for a strategy.
+    pub fn url(&self, strategy: &str) -> Option<String> {
+        self.lines
+            .iter()
+            .find(|l| l.starts_with(strategy))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_string)
+    }
+
+    /// Send `signal`, wait (at most 20 s), and return the exit status and everything logged.
+    pub fn signal(mut self, signal: i32) -> (std::process::ExitStatus, String) {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cachelab did not exit within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        let _ = self
+            .child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr);
+        (status, stderr)
+    }
+
+    /// Ctrl-C; a clean shutdown exits 0. Returns everything it logged.
+    pub fn stop(self) -> String {
+        let (status, stderr) = self.signal(libc::SIGINT);
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        stderr
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
