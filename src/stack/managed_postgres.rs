@@ -194,7 +194,7 @@ fn ensure_template(initdb: &Path, template: &Path, run_as: Option<RunAs>) -> any
         .with_context(|| format!("creating cache dir {}", parent.display()))?;
     let building = tempfile::Builder::new()
         .prefix("cachelab-initdb-")
-        .tempdir()?;
+        .tempdir_in(super::scratch_dir())?;
     super::reaper::track_dir(building.path().to_path_buf());
     let data = building.path().join("data");
     let built = run_initdb(initdb, &data, run_as).and_then(|()| {
