@@ -48,7 +48,7 @@ pub struct StackArgs {
     #[arg(long)]
     pub reset_data: bool,
     /// Seconds a cache entry lives.
-    #[arg(long, default_value_t = crate::knobs::DEFAULT_TTL_SECS)]
+    #[arg(long, default_value_t = crate::knobs::DEFAULT_TTL_SECS, value_parser = clap::value_parser!(u64).range(1..))]
     pub ttl: u64,
 }
 
@@ -65,8 +65,8 @@ impl StackArgs {
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
-    /// Port of the cache-aside server; write-through listens on the next one.
-    #[arg(long, default_value_t = 8000)]
+    /// Port of the cache-aside server; write-through listens on the next one (0: any free ports).
+    #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u16).range(0..65535))]
     pub port: u16,
     /// Which strategy servers to run.
     #[arg(long, value_enum, default_value_t = Which::Both)]

@@ -112,3 +112,25 @@ fn a_dead_redis_is_logged_once_per_burst_not_once_per_request() {
         .count();
     assert_eq!(warnings, 1, "one warning for the whole burst:\n{log}");
 }
+
+#[test]
+fn bad_serve_arguments_exit_2_before_starting_anything() {
+    for (args, words) in [
+        (vec!["--port", "65535"], "not in 0..65535"),
+        (vec!["--ttl", "0"], "--ttl"),
+        (vec!["--strategy", "read-through"], "read-through"),
+        (vec!["--bind", "not-an-ip"], "--bind"),
+    ] {
+        let out = common::cachelab()
+            .arg("serve")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(words),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
