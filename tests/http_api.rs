@@ -297,7 +297,13 @@ async fn metrics_health_unknown_routes_and_wrong_methods() {
         assert!(unknown.error().contains("no route"));
         let wrong = send(Method::PATCH, &format!("{base}/users/1"), "").await;
         assert_eq!(wrong.status, 405);
-        assert_eq!(wrong.headers["allow"], "GET, PUT, DELETE");
+        assert_eq!(wrong.headers["allow"], "GET, HEAD, PUT, DELETE");
+        let head = send(Method::HEAD, &format!("{base}/users/{id}"), "").await;
+        assert_eq!(
+            (head.status, head.cache(), head.body.len()),
+            (200, "HIT", 0),
+            "curl -I works"
+        );
         assert!(wrong.error().contains("not allowed"));
     }
     services.shutdown().await;

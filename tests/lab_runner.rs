@@ -430,3 +430,62 @@ fn the_lab_example_in_the_readme_passes() {
         r.stdout
     );
 }
+
+#[test]
+fn ctrl_c_during_a_lab_stops_it_reports_interrupted_and_tears_the_stack_down() {
+    use std::io::{BufRead, BufReader, Read};
+    let labs = Labs::new();
+    let lab = labs.add(
+        "long.rhai",
+        "// Long\nprint(\"started\");\nsleep(60000);\ncheck(\"never\", true);\n",
+    );
+    let next = labs.add(
+        "next.rhai",
+        "// Not reached\ncheck(\"not run after Ctrl-C\", true);\n",
+    );
+    let tmp = private_tmpdir();
+    let mut child = cachelab()
+        .arg("run")
+        .args([&lab, &next])
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("started") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the lab never started"
+        );
+    }
+    let started = Instant::now();
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let status = child.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(status.code(), Some(2), "{rest}");
+    assert!(
+        rest.contains(&format!("{}:3:1: interrupted", lab.display())),
+        "{rest}"
+    );
+    assert!(!rest.contains("not run after Ctrl-C"), "{rest}");
+    assert!(
+        processes_mentioning(tmp.path()).is_empty(),
+        "servers left running"
+    );
+    assert!(
+        entries(tmp.path()).is_empty(),
+        "temp files left: {:?}",
+        entries(tmp.path())
+    );
+}

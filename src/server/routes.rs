@@ -66,7 +66,7 @@ async fn route<S: Strategy>(
     let path = req.uri().path().to_string();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method().clone(), segments.as_slice()) {
-        (Method::GET, ["users", id]) => {
+        (Method::GET | Method::HEAD, ["users", id]) => {
             let id = parse_id(id)?;
             match strategy.read(b, id).await? {
                 Some(fetched) => {
@@ -129,16 +129,16 @@ async fn route<S: Strategy>(
                 strategy.create(b, name, email).await?,
             ))
         }
-        (Method::GET, ["metrics"]) => Ok(Response::builder()
+        (Method::GET | Method::HEAD, ["metrics"]) => Ok(Response::builder()
             .header(CONTENT_TYPE, "text/plain; version=0.0.4")
             .body(Full::new(Bytes::from(
                 b.counters.render_prometheus(S::NAME),
             )))
             .expect("static response")),
-        (Method::GET, ["health"]) => Ok(health(b).await),
-        (_, ["users", _]) => Err(Refusal::NotAllowed("GET, PUT, DELETE")),
+        (Method::GET | Method::HEAD, ["health"]) => Ok(health(b).await),
+        (_, ["users", _]) => Err(Refusal::NotAllowed("GET, HEAD, PUT, DELETE")),
         (_, ["users"]) => Err(Refusal::NotAllowed("POST")),
-        (_, ["metrics"]) | (_, ["health"]) => Err(Refusal::NotAllowed("GET")),
+        (_, ["metrics"]) | (_, ["health"]) => Err(Refusal::NotAllowed("GET, HEAD")),
         (method, _) => Err(BadRequest {
             status: 404,
             message: format!("no route for {method} {path}"),
