@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Reliability and wall time of the shipped labs: each lab N times in a row, then the whole
+# folder three times. Wall times include starting and tearing down the managed stack.
+# Usage: benches/labs_repeat.sh [times]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=${CACHELAB:-target/release/cachelab}
+TIMES=${1:-10}
+for lab in labs/*.rhai; do
+  pass=0; times=()
+  for _ in $(seq 1 "$TIMES"); do
+    t0=$(date +%s%N)
+    if "$BIN" run "$lab" > /dev/null 2>&1; then pass=$((pass + 1)); fi
+    times+=("$(( ($(date +%s%N) - t0) / 1000000 ))")
+  done
+  echo "$lab: $pass/$TIMES passed; wall ms: ${times[*]}"
+done
+for _ in 1 2 3; do
+  t0=$(date +%s%N)
+  "$BIN" run labs/ > /dev/null 2>&1; code=$?
+  echo "run labs/: exit $code, wall $(( ($(date +%s%N) - t0) / 1000000 )) ms"
+done
