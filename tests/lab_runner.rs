@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{cachelab, entries, private_tmpdir, processes_mentioning};
+use common::{assert_nothing_left, cachelab, private_tmpdir};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -247,15 +247,7 @@ fn a_runaway_lab_is_stopped_by_timeout_or_operation_limit_and_the_stack_is_still
         "{stdout}"
     );
     assert!(stdout.contains("✓ the next lab still runs"), "{stdout}");
-    assert!(
-        processes_mentioning(tmp.path()).is_empty(),
-        "servers left running"
-    );
-    assert!(
-        entries(tmp.path()).is_empty(),
-        "temp files left: {:?}",
-        entries(tmp.path())
-    );
+    assert_nothing_left(tmp.path());
 
     let r = run(&["--max-operations", "10000"], &[&spin]);
     assert_eq!(r.code, 2, "{}", r.stdout);
@@ -479,13 +471,5 @@ fn ctrl_c_during_a_lab_stops_it_reports_interrupted_and_tears_the_stack_down() {
         "{rest}"
     );
     assert!(!rest.contains("not run after Ctrl-C"), "{rest}");
-    assert!(
-        processes_mentioning(tmp.path()).is_empty(),
-        "servers left running"
-    );
-    assert!(
-        entries(tmp.path()).is_empty(),
-        "temp files left: {:?}",
-        entries(tmp.path())
-    );
+    assert_nothing_left(tmp.path());
 }

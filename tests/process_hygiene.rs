@@ -4,18 +4,11 @@
 
 mod common;
 
-use common::{cachelab, entries, free_port_pair, private_tmpdir, processes_mentioning, Serve};
+use common::{
+    assert_nothing_left, cachelab, entries, free_port_pair, private_tmpdir, processes_mentioning,
+    Serve,
+};
 use std::time::{Duration, Instant};
-
-fn assert_nothing_left(tmp: &std::path::Path) {
-    let left = processes_mentioning(tmp);
-    assert!(left.is_empty(), "processes left running: {left:?}");
-    assert!(
-        entries(tmp).is_empty(),
-        "temp files left behind: {:?}",
-        entries(tmp)
-    );
-}
 
 fn stop_serve_with(signal: i32) {
     let tmp = private_tmpdir();

@@ -304,3 +304,14 @@ impl Drop for Serve {
         }
     }
 }
+
+/// No process runs under `tmp` and nothing is left in it.
+pub fn assert_nothing_left(tmp: &std::path::Path) {
+    let left = processes_mentioning(tmp);
+    assert!(left.is_empty(), "processes left running: {left:?}");
+    assert!(
+        entries(tmp).is_empty(),
+        "temp files left behind: {:?}",
+        entries(tmp)
+    );
+}
