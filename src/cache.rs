@@ -84,6 +84,32 @@ impl Cache {
             .await
     }
 
+    /// Every key matching a glob `pattern`, sorted and without duplicates (SCAN, so a large
+    /// keyspace does not block Redis the way KEYS would).
+    pub async fn scan_keys(&self, pattern: &str) -> redis::RedisResult<Vec<String>> {
+        let mut conn = self.conn.clone();
+        let mut keys = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        keys.sort();
+        keys.dedup();
+        Ok(keys)
+    }
+
     /// Does Redis answer PING?
     pub async fn ping(&self) -> redis::RedisResult<()> {
         redis::cmd("PING").query_async(&mut self.conn.clone()).await

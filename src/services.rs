@@ -130,7 +130,13 @@ impl Services {
                 .query_async::<()>(&mut conn)
                 .await?;
         } else {
-            delete_user_keys(&mut conn).await?;
+            // Only cachelab's own keys: DEL them in batches.
+            for keys in self.cache.scan_keys("user:*").await?.chunks(1000) {
+                redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async::<()>(&mut conn)
+                    .await?;
+            }
         }
         if self.stack.may_reset_data {
             self.store.reload_users().await?;
@@ -164,25 +170,4 @@ async fn read_redis_settings(cache: &Cache) -> anyhow::Result<Vec<(String, Strin
         }
     }
     Ok(settings)
-}
-
-async fn delete_user_keys(conn: &mut redis::aio::ConnectionManager) -> anyhow::Result<()> {
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg("user:*")
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        if !keys.is_empty() {
-            redis::cmd("DEL").arg(&keys).query_async::<()>(conn).await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
 }

@@ -109,27 +109,10 @@ pub fn register(r: &mut Registry) {
         |pattern: Dynamic| -> LabResult<Array> {
             let pattern = arg_str("redis_keys", "pattern", &pattern)?;
             context::with(|ctx| {
-                let mut keys: Vec<String> = Vec::new();
-                let mut cursor: u64 = 0;
-                loop {
-                    let (next, batch): (u64, Vec<String>) = query(
-                        ctx,
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(&pattern)
-                            .arg("COUNT")
-                            .arg(1000)
-                            .clone(),
-                    )?;
-                    keys.extend(batch);
-                    if next == 0 {
-                        break;
-                    }
-                    cursor = next;
-                }
-                keys.sort();
-                keys.dedup();
+                let cache = ctx.services.cache.clone();
+                let keys = ctx
+                    .block_on(async move { cache.scan_keys(&pattern).await })?
+                    .map_err(|e| lab_error(format!("redis: {e}")))?;
                 Ok(keys.into_iter().map(Dynamic::from).collect())
             })
         }
