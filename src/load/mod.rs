@@ -2,6 +2,7 @@
 //! in, the engine runs it, a `Summary` comes out, and the printer or the lab converts it.
 
 mod engine;
+pub mod history;
 mod keys;
 mod plan;
 mod printer;
