@@ -1,9 +1,64 @@
 //! What each strategy server counts, and its request latency histogram, shared between
-//! the request handlers, `/metrics` and the lab runner.
+//! the request handlers, `/metrics`, `stats()` and `load()`.
+//!
+//! The counters are one indexed set declared in one table below: a new counter is one
+//! line there, and `/metrics`, `stats()`, `load()` and `cachelab api` all pick it up.
 
-use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+/// Declares the `Counter` enum and its name/doc table from one list.
+macro_rules! counters {
+    ($($variant:ident => $name:literal, $doc:literal;)*) => {
+        /// One thing a server counts.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Counter {
+            $($variant,)*
+        }
+
+        impl Counter {
+            /// Every counter, in the order reports list them.
+            pub const ALL: &'static [Counter] = &[$(Counter::$variant,)*];
+
+            /// The name `stats()`, `/metrics` and reports use.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $name,)*
+                }
+            }
+
+            /// What it counts, in one line.
+            pub fn doc(self) -> &'static str {
+                match self {
+                    $(Counter::$variant => $doc,)*
+                }
+            }
+        }
+    };
+}
+
+counters! {
+    Hits => "hits", "reads answered from the cache (X-Cache HIT; a cached 404 tombstone included)";
+    Misses => "misses", "reads that waited for their own Postgres read (X-Cache MISS)";
+    Stale => "stale", "reads answered from an entry past its freshness while a refresh ran (X-Cache STALE)";
+    Coalesced => "coalesced", "reads answered by another request's Postgres read (X-Cache COALESCED)";
+    DbReads => "db_reads", "Postgres reads of a user, in the request or in the background";
+    DbWrites => "db_writes", "rows written to Postgres (PUT, POST, DELETE, write-behind flushes)";
+    DbErrors => "db_errors", "Postgres calls that failed or timed out";
+    CacheSets => "cache_sets", "values written to Redis";
+    CacheDels => "cache_dels", "keys deleted from Redis by writes";
+    CacheErrors => "cache_errors", "Redis calls that failed (the request went on without the cache)";
+    CacheBypassed => "cache_bypassed", "Redis calls skipped because Redis was found down (breaker open)";
+    Tombstones => "tombstones", "404s cached as tombstones (set_negative_ttl)";
+    EarlyRefreshes => "early_refreshes", "xfetch hits that recomputed early in the request";
+    BackgroundRefreshes => "background_refreshes", "refreshes run in the background (swr, refresh-ahead)";
+    LockWaits => "lock_waits", "reads that waited on another request's Redis lock";
+    LeaseRejects => "lease_rejects", "cache fills refused because a write revoked their lease";
+    WbQueued => "wb_queued", "write-behind writes acknowledged and queued in Redis";
+    WbCoalesced => "wb_coalesced", "write-behind writes that replaced a queued write to the same user";
+    WbFlushed => "wb_flushed", "write-behind queued writes applied to Postgres";
+    WbBatches => "wb_batches", "write-behind flush transactions";
+}
 
 /// Upper bounds (seconds) of the Prometheus latency buckets.
 const LATENCY_BUCKETS: [f64; 12] = [
@@ -11,108 +66,88 @@ const LATENCY_BUCKETS: [f64; 12] = [
 ];
 
 /// The counters of one strategy server. All methods are lock-free.
-#[derive(Default)]
 pub struct Counters {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    db_reads: AtomicU64,
-    db_writes: AtomicU64,
-    cache_sets: AtomicU64,
-    cache_dels: AtomicU64,
-    cache_errors: AtomicU64,
+    values: Vec<AtomicU64>,
     latency: LatencyHistogram,
 }
 
-/// A point-in-time copy of the counters, as labs and tests see them.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
-pub struct CounterSnapshot {
-    pub hits: u64,
-    pub misses: u64,
-    pub db_reads: u64,
-    pub db_writes: u64,
-    pub cache_sets: u64,
-    pub cache_dels: u64,
-    pub cache_errors: u64,
-}
-
-impl CounterSnapshot {
-    /// The named counters in a fixed order, for printing and conversion.
-    pub fn fields(&self) -> [(&'static str, u64); 7] {
-        [
-            ("hits", self.hits),
-            ("misses", self.misses),
-            ("db_reads", self.db_reads),
-            ("db_writes", self.db_writes),
-            ("cache_sets", self.cache_sets),
-            ("cache_dels", self.cache_dels),
-            ("cache_errors", self.cache_errors),
-        ]
-    }
-
-    /// What changed between `earlier` and this snapshot.
-    pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
-        CounterSnapshot {
-            hits: self.hits - earlier.hits,
-            misses: self.misses - earlier.misses,
-            db_reads: self.db_reads - earlier.db_reads,
-            db_writes: self.db_writes - earlier.db_writes,
-            cache_sets: self.cache_sets - earlier.cache_sets,
-            cache_dels: self.cache_dels - earlier.cache_dels,
-            cache_errors: self.cache_errors - earlier.cache_errors,
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            values: Counter::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            latency: LatencyHistogram::default(),
         }
     }
 }
 
+/// A point-in-time copy of the counters, as labs and tests see them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    values: Vec<u64>,
+}
+
+impl CounterSnapshot {
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.values[counter as usize]
+    }
+
+    /// The named counters in the table's order, for printing and conversion.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        Counter::ALL.iter().map(|c| (c.name(), self.get(*c)))
+    }
+
+    /// What changed between `earlier` and this snapshot (a counter reset in between
+    /// counts from zero).
+    pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
+        CounterSnapshot {
+            values: self
+                .values
+                .iter()
+                .zip(&earlier.values)
+                .map(|(now, then)| now.saturating_sub(*then))
+                .collect(),
+        }
+    }
+
+    /// The sum of several servers' snapshots.
+    pub fn sum<'a>(snapshots: impl IntoIterator<Item = &'a CounterSnapshot>) -> CounterSnapshot {
+        let mut values = vec![0; Counter::ALL.len()];
+        for s in snapshots {
+            for (total, v) in values.iter_mut().zip(&s.values) {
+                *total += v;
+            }
+        }
+        CounterSnapshot { values }
+    }
+}
+
 impl Counters {
-    pub fn record_hit(&self) {
-        self.hits.fetch_add(1, Relaxed);
+    pub fn record(&self, counter: Counter) {
+        self.add(counter, 1);
     }
-    pub fn record_miss(&self) {
-        self.misses.fetch_add(1, Relaxed);
+
+    pub fn add(&self, counter: Counter, n: u64) {
+        self.values[counter as usize].fetch_add(n, Relaxed);
     }
-    pub fn record_db_read(&self) {
-        self.db_reads.fetch_add(1, Relaxed);
+
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.values[counter as usize].load(Relaxed)
     }
-    pub fn record_db_write(&self) {
-        self.db_writes.fetch_add(1, Relaxed);
-    }
-    pub fn record_cache_set(&self) {
-        self.cache_sets.fetch_add(1, Relaxed);
-    }
-    pub fn record_cache_del(&self) {
-        self.cache_dels.fetch_add(1, Relaxed);
-    }
-    pub fn record_cache_error(&self) {
-        self.cache_errors.fetch_add(1, Relaxed);
-    }
+
     pub fn record_latency(&self, elapsed: Duration) {
         self.latency.record(elapsed);
     }
 
     pub fn snapshot(&self) -> CounterSnapshot {
         CounterSnapshot {
-            hits: self.hits.load(Relaxed),
-            misses: self.misses.load(Relaxed),
-            db_reads: self.db_reads.load(Relaxed),
-            db_writes: self.db_writes.load(Relaxed),
-            cache_sets: self.cache_sets.load(Relaxed),
-            cache_dels: self.cache_dels.load(Relaxed),
-            cache_errors: self.cache_errors.load(Relaxed),
+            values: self.values.iter().map(|v| v.load(Relaxed)).collect(),
         }
     }
 
     /// Zero everything (a lab's fresh start).
     pub fn reset(&self) {
-        for c in [
-            &self.hits,
-            &self.misses,
-            &self.db_reads,
-            &self.db_writes,
-            &self.cache_sets,
-            &self.cache_dels,
-            &self.cache_errors,
-        ] {
-            c.store(0, Relaxed);
+        for v in &self.values {
+            v.store(0, Relaxed);
         }
         self.latency.reset();
     }
@@ -122,9 +157,15 @@ impl Counters {
         use std::fmt::Write;
         let mut out = String::new();
         let label = format!("strategy=\"{strategy}\"");
-        for (name, value) in self.snapshot().fields() {
+        for counter in Counter::ALL {
+            let name = counter.name();
+            let _ = writeln!(out, "# HELP cachelab_{name}_total {}", counter.doc());
             let _ = writeln!(out, "# TYPE cachelab_{name}_total counter");
-            let _ = writeln!(out, "cachelab_{name}_total{{{label}}} {value}");
+            let _ = writeln!(
+                out,
+                "cachelab_{name}_total{{{label}}} {}",
+                self.get(*counter)
+            );
         }
         self.latency.render(&mut out, &label);
         out
@@ -172,5 +213,41 @@ impl LatencyHistogram {
         let sum = self.sum_micros.load(Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "{name}_sum{{{label}}} {sum}");
         let _ = writeln!(out, "{name}_count{{{label}}} {count}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_has_a_unique_snake_case_name_and_a_doc() {
+        let mut names: Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
+        assert!(names
+            .iter()
+            .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
+        assert!(Counter::ALL.iter().all(|c| !c.doc().is_empty()));
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Counter::ALL.len());
+    }
+
+    #[test]
+    fn snapshots_subtract_and_sum_per_counter() {
+        let a = Counters::default();
+        a.record(Counter::Hits);
+        let before = a.snapshot();
+        a.add(Counter::Hits, 2);
+        a.record(Counter::DbReads);
+        let delta = a.snapshot().since(&before);
+        assert_eq!(delta.get(Counter::Hits), 2);
+        assert_eq!(delta.get(Counter::DbReads), 1);
+        let total = CounterSnapshot::sum([&a.snapshot(), &a.snapshot()]);
+        assert_eq!(total.get(Counter::Hits), 6);
+        a.reset();
+        assert_eq!(a.get(Counter::Hits), 0);
+        assert!(a
+            .render_prometheus("x")
+            .contains("cachelab_hits_total{strategy=\"x\"} 0"));
     }
 }

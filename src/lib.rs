@@ -8,6 +8,7 @@ pub mod counters;
 pub mod knobs;
 pub mod lab;
 pub mod load;
+pub mod outage;
 pub mod output;
 pub mod seed;
 pub mod server;

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
     // Commands run inside block_on on this (the main) thread, so the managed servers they
     // start get a parent-death signal tied to the whole process.
     let result = runtime.block_on(async {
+        cachelab::shutdown::listen();
         match cli.command {
             cli::Command::Run(args) => commands::run::run(args).await,
             cli::Command::Serve(args) => commands::serve::serve(args).await,

@@ -1,107 +1,112 @@
-//! The running system a command works with: the stack, the shared Postgres pool and Redis
-//! connection, the knobs, and the strategy servers. `serve` and `run` both build one;
-//! `reset` puts it back into the fresh state every lab starts from.
+//! The running system a command works with: the stack, the servers' Postgres pool and
+//! Redis connection, the knobs, and the strategy servers. `serve` and `run` both build
+//! one; `reset` puts it back into the fresh state every lab starts from.
 
 use anyhow::Context;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::cache::Cache;
-use crate::counters::Counters;
-use crate::knobs::Knobs;
-use crate::server::StrategyServer;
-use crate::stack::StackInfo;
-use crate::store::Store;
-use crate::strategy::{Backend, CacheAside, Strategy, WriteThrough};
+use crate::cache::{Cache, RedisConn, DEFAULT_REDIS_TIMEOUT};
+use crate::knobs::{Knobs, Settings};
+use crate::server::{HttpLimits, StrategyServer};
+use crate::stack::{Stack, StackInfo};
+use crate::store::admin::Admin;
+use crate::store::{Store, DEFAULT_DB_TIMEOUT};
+use crate::strategy::{Backend, StrategyEntry, REGISTRY};
 
-/// Which strategy servers to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Which {
-    Both,
-    CacheAside,
-    WriteThrough,
-}
+/// The stack, shared with the labs that stop and start its processes.
+pub type SharedStack = Arc<Mutex<Stack>>;
 
 /// How to host the servers.
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
     pub bind: IpAddr,
-    /// Port of the cache-aside server; write-through takes the next one. 0: any free ports.
+    /// The first strategy's port; each strategy listens on it plus its registry offset.
+    /// 0: any free ports.
     pub port: u16,
-    pub which: Which,
-    pub ttl: u64,
+    /// Which strategies get a server.
+    pub strategies: Vec<&'static StrategyEntry>,
+    /// The knobs' starting values, which every lab's reset restores.
+    pub knobs: Settings,
+    pub http: HttpLimits,
+    /// Bound on every Postgres call of the servers.
+    pub db_timeout: Duration,
+    /// Bound on every Redis call of the servers.
+    pub redis_timeout: Duration,
 }
 
-/// Redis settings a lab may change and the fresh state restores.
-const RESTORED_REDIS_SETTINGS: [&str; 2] = ["maxmemory", "maxmemory-policy"];
+impl ServerOptions {
+    /// Every strategy on free loopback ports with default knobs (labs and tests).
+    pub fn loopback(ttl_secs: u64) -> Self {
+        Self {
+            bind: [127, 0, 0, 1].into(),
+            port: 0,
+            strategies: REGISTRY.iter().collect(),
+            knobs: Settings::with_ttl(ttl_secs),
+            http: HttpLimits::default(),
+            db_timeout: DEFAULT_DB_TIMEOUT,
+            redis_timeout: DEFAULT_REDIS_TIMEOUT,
+        }
+    }
+}
 
-/// Everything connected to a stack: clients, knobs and the strategy servers. The stack's
-/// processes are owned by the caller, which ends them after `shutdown`.
+/// Everything connected to a stack: clients, knobs and the strategy servers.
 pub struct Services {
     pub store: Store,
     pub cache: Cache,
     pub knobs: Arc<Knobs>,
     pub servers: Vec<StrategyServer>,
-    /// The Redis settings found at start, restored by `reset`.
-    redis_defaults: Vec<(String, String)>,
     pub stack: StackInfo,
+    /// The stack's processes, for process faults and for reviving them in a reset.
+    pub processes: SharedStack,
+    /// Every Redis setting as found at start, restored by `reset`.
+    redis_config: Vec<(String, String)>,
 }
 
 impl Services {
-    /// Connect to `stack`, load the schema and users, and start the servers.
-    pub async fn start(stack: StackInfo, options: &ServerOptions) -> anyhow::Result<Self> {
-        let store = Store::new(&stack.database_url)?;
-        let cache = Cache::new(&stack.redis_url)?;
-        store
-            .apply_schema()
+    /// Connect to `processes`' stack, build the users table, and start the servers.
+    pub async fn start(processes: SharedStack, options: &ServerOptions) -> anyhow::Result<Self> {
+        let stack = processes.lock().unwrap_or_else(|p| p.into_inner()).info();
+        Admin::connect(&stack.database_admin_url, stack.postgres_managed)
+            .await?
+            .prepare(stack.may_reset_data)
             .await
             .context("preparing the users table")?;
-        if stack.may_reset_data || store.count_users().await? == 0 {
-            store.reload_users().await?;
-        }
-        let redis_defaults = read_redis_settings(&cache)
+        let store = Store::new(&stack.database_url, options.db_timeout)?;
+        let cache = Cache::new(RedisConn::single(&stack.redis_url, options.redis_timeout)?);
+        let redis_config = read_redis_config(&stack.redis_url)
             .await
             .context("reading the Redis configuration")?;
-        let knobs = Arc::new(Knobs::new(options.ttl));
-        let mut services = Self {
-            store,
-            cache,
-            knobs,
-            servers: Vec::new(),
-            redis_defaults,
-            stack,
-        };
-        let port_of = |offset: u16| {
+        let knobs = Arc::new(Knobs::new(options.knobs));
+        let mut servers = Vec::new();
+        for entry in &options.strategies {
             let port = if options.port == 0 {
                 0
             } else {
-                options.port + offset
+                options
+                    .port
+                    .checked_add(entry.port_offset)
+                    .context("--port leaves no room for every strategy's port")?
             };
-            SocketAddr::new(options.bind, port)
-        };
-        if options.which != Which::WriteThrough {
-            services.add_server(CacheAside, port_of(0)).await?;
+            let backend = Arc::new(Backend::new(
+                entry.name,
+                store.clone(),
+                cache.clone(),
+                knobs.clone(),
+            ));
+            let addr = SocketAddr::new(options.bind, port);
+            servers.push((entry.start)(backend, addr, options.http).await?);
         }
-        if options.which != Which::CacheAside {
-            services.add_server(WriteThrough, port_of(1)).await?;
-        }
-        Ok(services)
-    }
-
-    async fn add_server<S: Strategy>(
-        &mut self,
-        strategy: S,
-        addr: SocketAddr,
-    ) -> anyhow::Result<()> {
-        let backend = Arc::new(Backend {
-            store: self.store.clone(),
-            cache: self.cache.clone(),
-            counters: Counters::default(),
-            knobs: self.knobs.clone(),
-        });
-        self.servers
-            .push(StrategyServer::start(strategy, backend, addr).await?);
-        Ok(())
+        Ok(Self {
+            store,
+            cache,
+            knobs,
+            servers,
+            stack,
+            processes,
+            redis_config,
+        })
     }
 
     /// The server of a strategy, by name.
@@ -109,46 +114,129 @@ impl Services {
         self.servers.iter().find(|s| s.name == name)
     }
 
-    /// The fresh state: Redis emptied with its starting configuration, the users table
-    /// reloaded, knobs at defaults, counters at zero. On an external Redis without
-    /// `--allow-flush` only cachelab's `user:*` keys are removed; on an external database
-    /// without `--reset-data` the table is left as it is.
+    /// The fresh state every lab starts from: no request or background work of the last
+    /// lab still running, managed processes running and resumed, Redis emptied with every
+    /// setting as it was at start, the users table rebuilt from schema.sql and users.json,
+    /// the servers' sessions renewed, knobs at defaults, counters at zero.
+    ///
+    /// On an external Redis without `--allow-flush` only cachelab's own keys are removed;
+    /// on an external database without `--reset-data` the table is left as it is. A
+    /// managed server that cannot be brought back by commands is restarted.
     pub async fn reset(&self) -> anyhow::Result<()> {
-        let mut conn = self.cache.connection();
-        if self.stack.may_flush_redis {
-            redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
-            for (name, value) in &self.redis_defaults {
-                redis::cmd("CONFIG")
-                    .arg("SET")
-                    .arg(name)
-                    .arg(value)
-                    .query_async::<()>(&mut conn)
-                    .await?;
-            }
-            redis::cmd("CONFIG")
-                .arg("RESETSTAT")
-                .query_async::<()>(&mut conn)
-                .await?;
-        } else {
-            // Only cachelab's own keys: DEL them in batches.
-            for keys in self.cache.scan_keys("user:*").await?.chunks(1000) {
-                redis::cmd("DEL")
-                    .arg(keys)
-                    .query_async::<()>(&mut conn)
-                    .await?;
-            }
+        for server in &self.servers {
+            server.settle(Duration::from_secs(3)).await;
         }
-        if self.stack.may_reset_data {
-            self.store.reload_users().await?;
+        let mut quiet = Vec::new();
+        for server in &self.servers {
+            quiet.push(server.backend.quiet.lock().await);
         }
+        self.with_processes(|stack| {
+            stack.resume_all();
+            stack.revive()
+        })
+        .await?;
+        if let Err(e) = self.reset_redis().await {
+            if !self.stack.redis_managed {
+                return Err(e);
+            }
+            tracing::info!("restarting the managed Redis: {e:#}");
+            self.with_processes(|stack| {
+                let redis = stack.managed_redis().expect("managed");
+                redis.stop();
+                redis.start_again()
+            })
+            .await?;
+            self.reset_redis().await?;
+        }
+        if let Err(e) = self.reset_postgres().await {
+            if !self.stack.postgres_managed {
+                return Err(e);
+            }
+            tracing::info!("restarting the managed Postgres: {e:#}");
+            self.with_processes(|stack| {
+                let pg = stack.managed_postgres().expect("managed");
+                pg.stop();
+                pg.start_again()
+            })
+            .await?;
+            self.reset_postgres().await?;
+        }
+        self.store.renew_sessions();
         self.knobs.reset();
         for server in &self.servers {
             server.backend.counters.reset();
         }
+        drop(quiet);
         Ok(())
     }
 
-    /// Stop the servers, draining requests in flight.
+    /// Run blocking work on the stack's processes off the async threads.
+    pub async fn with_processes<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Stack) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let processes = self.processes.clone();
+        tokio::task::spawn_blocking(move || {
+            work(&mut processes.lock().unwrap_or_else(|p| p.into_inner()))
+        })
+        .await
+        .context("the process control thread failed")?
+    }
+
+    async fn reset_redis(&self) -> anyhow::Result<()> {
+        let work = async {
+            let mut conn = fresh_redis_connection(&self.stack.redis_url).await?;
+            if !self.stack.may_flush_redis {
+                for pattern in crate::cache::keys::OWN_KEY_PATTERNS {
+                    let keys = crate::cache::scan_keys(&mut conn, pattern).await?;
+                    for chunk in keys.chunks(1000) {
+                        redis::cmd("DEL")
+                            .arg(chunk)
+                            .query_async::<()>(&mut conn)
+                            .await?;
+                    }
+                }
+                return Ok(());
+            }
+            redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
+            redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async::<()>(&mut conn)
+                .await?;
+            redis::cmd("FUNCTION")
+                .arg("FLUSH")
+                .query_async::<()>(&mut conn)
+                .await?;
+            restore_redis_config(&mut conn, &self.redis_config).await?;
+            redis::cmd("CONFIG")
+                .arg("RESETSTAT")
+                .query_async::<()>(&mut conn)
+                .await?;
+            Ok::<_, anyhow::Error>(())
+        };
+        tokio::time::timeout(Duration::from_secs(5), work)
+            .await
+            .context("Redis did not answer the reset within 5 s")?
+            .context("resetting Redis")
+    }
+
+    async fn reset_postgres(&self) -> anyhow::Result<()> {
+        if !self.stack.may_reset_data {
+            return Ok(());
+        }
+        let work = async {
+            Admin::connect(&self.stack.database_admin_url, self.stack.postgres_managed)
+                .await?
+                .rebuild()
+                .await
+        };
+        tokio::time::timeout(Duration::from_secs(10), work)
+            .await
+            .context("Postgres did not answer the reset within 10 s")?
+            .context("resetting Postgres")
+    }
+
+    /// Stop the servers, draining requests in flight and their background work.
     pub async fn shutdown(self) {
         for server in self.servers {
             server.shutdown().await;
@@ -156,18 +244,57 @@ impl Services {
     }
 }
 
-async fn read_redis_settings(cache: &Cache) -> anyhow::Result<Vec<(String, String)>> {
-    let mut conn = cache.connection();
-    let mut settings = Vec::new();
-    for name in RESTORED_REDIS_SETTINGS {
-        let pair: Vec<String> = redis::cmd("CONFIG")
-            .arg("GET")
+/// A connection of its own (not the servers'): what a lab did to a connection cannot
+/// reach it.
+pub async fn fresh_redis_connection(
+    url: &str,
+) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url)
+        .with_context(|| format!("parsing Redis URL {}", crate::stack::redact(url)))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?)
+}
+
+async fn read_redis_config(url: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut conn = fresh_redis_connection(url).await?;
+    let pairs: Vec<(String, String)> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("*")
+        .query_async(&mut conn)
+        .await?;
+    Ok(pairs)
+}
+
+/// CONFIG SET every setting that differs from `wanted`. Settings Redis will not set at
+/// run time are skipped (they cannot have been changed either).
+async fn restore_redis_config(
+    conn: &mut redis::aio::MultiplexedConnection,
+    wanted: &[(String, String)],
+) -> anyhow::Result<()> {
+    let now: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("*")
+        .query_async::<Vec<(String, String)>>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    for (name, value) in wanted {
+        if now.get(name) == Some(value) {
+            continue;
+        }
+        let set: redis::RedisResult<()> = redis::cmd("CONFIG")
+            .arg("SET")
             .arg(name)
-            .query_async(&mut conn)
-            .await?;
-        if let [key, value] = pair.as_slice() {
-            settings.push((key.clone(), value.clone()));
+            .arg(value)
+            .query_async(conn)
+            .await;
+        if let Err(e) = set {
+            tracing::debug!("restoring Redis setting {name}: {e}");
         }
     }
-    Ok(settings)
+    Ok(())
 }

@@ -1,33 +1,49 @@
-//! Ctrl-C and SIGTERM. The first one starts an orderly shutdown (servers, load workers,
-//! then the managed stack); a second one exits at once, and the reaper still ends the
-//! stack's processes on the way out.
+//! Ctrl-C and SIGTERM. The first one cancels the process-wide shutdown token, which every
+//! long-running piece (servers, load workers, labs) watches, so an orderly shutdown
+//! follows: servers, load workers, then the managed stack. A second signal exits at once,
+//! and the reaper still ends the stack's processes on the way out.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, Once};
 use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
 
-static REQUESTED: AtomicBool = AtomicBool::new(false);
+static TOKEN: LazyLock<CancellationToken> = LazyLock::new(CancellationToken::new);
+static LISTEN: Once = Once::new();
 
-/// Has a shutdown been asked for? Long-running loops (labs, load runs) poll this.
-pub fn requested() -> bool {
-    REQUESTED.load(Ordering::Relaxed)
+/// The process-wide token cancelled by the first SIGINT or SIGTERM.
+pub fn token() -> CancellationToken {
+    TOKEN.clone()
 }
 
-/// Resolves on the first SIGINT or SIGTERM; arranges for the second one to exit at once.
-pub async fn signalled() {
-    let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
-    let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = int.recv() => {},
-        _ = term.recv() => {},
-    }
-    REQUESTED.store(true, Ordering::Relaxed);
-    tracing::info!("shutting down (press Ctrl-C again to exit at once)");
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = int.recv() => {},
-            _ = term.recv() => {},
-        }
-        crate::stack::reaper::reap_all();
-        std::process::exit(130);
+/// Has a shutdown been asked for?
+pub fn requested() -> bool {
+    TOKEN.is_cancelled()
+}
+
+/// Start turning signals into the token (once per process; needs a tokio runtime).
+pub fn listen() {
+    LISTEN.call_once(|| {
+        let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            tracing::info!("shutting down (press Ctrl-C again to exit at once)");
+            TOKEN.cancel();
+            tokio::select! {
+                _ = int.recv() => {},
+                _ = term.recv() => {},
+            }
+            crate::stack::reaper::reap_all();
+            std::process::exit(130);
+        });
     });
+}
+
+/// Resolves once a shutdown has been asked for.
+pub async fn signalled() {
+    listen();
+    TOKEN.cancelled().await;
 }

@@ -3,18 +3,25 @@
 
 mod common;
 
+use cachelab::counters::Counter;
 use cachelab::stack::{Stack, StackOptions};
 use common::{get, redis_cmd, start_services};
+use std::sync::{Arc, Mutex};
+
+/// A managed stack of this test's own, shared with its services.
+fn own_stack() -> cachelab::services::SharedStack {
+    Arc::new(Mutex::new(Stack::start(StackOptions::default()).unwrap()))
+}
 
 #[tokio::test]
 async fn when_redis_dies_gets_still_answer_from_postgres_and_count_cache_errors() {
-    let mut stack = Stack::start(StackOptions::default()).unwrap();
-    let services = start_services(stack.info()).await;
+    let stack = own_stack();
+    let services = start_services(stack.clone()).await;
     let base = services.servers[0].url();
     assert_eq!(get(&format!("{base}/users/1")).await.cache(), "MISS");
     assert_eq!(get(&format!("{base}/users/1")).await.cache(), "HIT");
 
-    stack.managed_redis().unwrap().kill();
+    stack.lock().unwrap().managed_redis().unwrap().kill();
     for id in [1, 2, 3] {
         let answer = get(&format!("{base}/users/{id}")).await;
         assert_eq!(answer.status, 200, "reads survive a dead Redis");
@@ -22,7 +29,10 @@ async fn when_redis_dies_gets_still_answer_from_postgres_and_count_cache_errors(
         assert_eq!(answer.json()["id"], id);
     }
     let stats = services.servers[0].backend.counters.snapshot();
-    assert!(stats.cache_errors >= 3, "{stats:?}");
+    assert!(
+        stats.get(Counter::CacheErrors) + stats.get(Counter::CacheBypassed) >= 3,
+        "{stats:?}"
+    );
     let health = get(&format!("{base}/health")).await;
     assert_eq!(health.status, 503);
     assert!(health.error().contains("redis"), "{}", health.error());
@@ -32,12 +42,12 @@ async fn when_redis_dies_gets_still_answer_from_postgres_and_count_cache_errors(
 
 #[tokio::test]
 async fn when_postgres_stops_reads_of_uncached_users_answer_503_and_recover_when_it_returns() {
-    let mut stack = Stack::start(StackOptions::default()).unwrap();
-    let services = start_services(stack.info()).await;
+    let stack = own_stack();
+    let services = start_services(stack.clone()).await;
     let base = services.servers[0].url();
     assert_eq!(get(&format!("{base}/users/1")).await.status, 200);
 
-    stack.managed_postgres().unwrap().stop();
+    stack.lock().unwrap().managed_postgres().unwrap().stop();
     let down = get(&format!("{base}/users/2")).await;
     assert_eq!(down.status, 503);
     assert!(down.error().contains("postgres"), "{}", down.error());
@@ -53,7 +63,13 @@ async fn when_postgres_stops_reads_of_uncached_users_answer_503_and_recover_when
     assert_eq!(health.status, 503);
     assert!(health.error().contains("postgres"), "{}", health.error());
 
-    stack.managed_postgres().unwrap().start_again().unwrap();
+    stack
+        .lock()
+        .unwrap()
+        .managed_postgres()
+        .unwrap()
+        .start_again()
+        .unwrap();
     let back = get(&format!("{base}/users/2")).await;
     assert_eq!(
         back.status, 200,
@@ -66,8 +82,7 @@ async fn when_postgres_stops_reads_of_uncached_users_answer_503_and_recover_when
 
 #[tokio::test]
 async fn when_redis_is_full_under_noeviction_reads_answer_from_postgres_and_count_errors() {
-    let stack = Stack::start(StackOptions::default()).unwrap();
-    let info = stack.info();
+    let info = own_stack();
     let services = start_services(info.clone()).await;
     let used: String = redis_cmd(&info, &["INFO", "memory"]).await;
     let used: u64 = used
@@ -77,7 +92,7 @@ async fn when_redis_is_full_under_noeviction_reads_answer_from_postgres_and_coun
         .unwrap();
     let _: () = redis_cmd(&info, &["CONFIG", "SET", "maxmemory", &used.to_string()]).await;
     let _: () = redis_cmd(&info, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]).await;
-    services.knobs.set_padding(100_000);
+    services.knobs.update(|k| k.padding = 100_000);
     let base = services.servers[1].url();
     for id in 1..=5 {
         let answer = get(&format!("{base}/users/{id}")).await;
@@ -85,7 +100,7 @@ async fn when_redis_is_full_under_noeviction_reads_answer_from_postgres_and_coun
         assert_eq!(answer.json()["id"], id);
     }
     let stats = services.servers[1].backend.counters.snapshot();
-    assert!(stats.cache_errors >= 1, "{stats:?}");
-    assert_eq!(stats.db_reads, 5);
+    assert!(stats.get(Counter::CacheErrors) >= 1, "{stats:?}");
+    assert_eq!(stats.get(Counter::DbReads), 5);
     services.shutdown().await;
 }

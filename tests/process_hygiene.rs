@@ -5,14 +5,14 @@
 mod common;
 
 use common::{
-    assert_nothing_left, cachelab, entries, free_port_pair, private_tmpdir, processes_mentioning,
+    assert_nothing_left, cachelab, entries, free_port_block, private_tmpdir, processes_mentioning,
     Serve,
 };
 use std::time::{Duration, Instant};
 
 fn stop_serve_with(signal: i32) {
     let tmp = private_tmpdir();
-    let port = free_port_pair();
+    let port = free_port_block();
     let serve = Serve::start(tmp.path(), &["--port", &port.to_string()]);
     let lines = &serve.lines;
     assert!(
@@ -98,7 +98,7 @@ fn a_missing_server_binary_is_one_line_naming_it_and_its_package() {
 #[test]
 fn even_a_sigkilled_cachelab_takes_redis_and_postgres_with_it() {
     let tmp = private_tmpdir();
-    let port = free_port_pair();
+    let port = free_port_block();
     let mut serve = Serve::start(tmp.path(), &["--port", &port.to_string()]);
     assert!(processes_mentioning(tmp.path()).len() >= 2);
     serve.child.kill().unwrap(); // SIGKILL: no handler, no destructor, no atexit runs

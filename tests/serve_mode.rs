@@ -54,11 +54,7 @@ fn verbose_serve_logs_cache_hit_miss_db_updated_and_cache_updated_per_request() 
 #[test]
 fn one_strategy_at_a_time_on_its_own_port() {
     let tmp = private_tmpdir();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port_block();
     let serve = Serve::start(
         tmp.path(),
         &["--port", &port.to_string(), "--strategy", "write-through"],
@@ -79,44 +75,71 @@ fn one_strategy_at_a_time_on_its_own_port() {
 }
 
 #[test]
-fn a_dead_redis_is_logged_once_per_burst_not_once_per_request() {
+fn a_dead_redis_is_restarted_once_and_its_outage_logged_once_not_per_request() {
     let tmp = private_tmpdir();
     let serve = Serve::start(tmp.path(), &["--port", "0"]);
     let ca = serve.url("cache-aside").unwrap();
-    let redis_pid = processes_mentioning(tmp.path())
-        .into_iter()
-        .find(|pid| {
+    let redis_pid = || {
+        processes_mentioning(tmp.path()).into_iter().find(|pid| {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|c| c.trim() == "redis-server")
         })
-        .expect("the managed redis-server");
+    };
+    let first = redis_pid().expect("the managed redis-server");
     // SAFETY: killing the redis-server our child started.
     unsafe {
-        libc::kill(redis_pid as i32, libc::SIGKILL);
+        libc::kill(first as i32, libc::SIGKILL);
     }
-    for id in 1..=20 {
+    for id in 1..=50 {
         assert_eq!(
             http("GET", &format!("{ca}/users/{id}")).0,
             200,
             "reads answer from Postgres"
         );
     }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while redis_pid().is_none_or(|pid| pid == first) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Redis was not restarted"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Back to caching: the same user twice is a hit once Redis answers again.
+    let hit = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        http("GET", &format!("{ca}/users/7")).1 == "HIT"
+    });
+    assert!(hit, "the servers use the restarted Redis");
     let log = serve.stop();
     assert!(
         !log.contains('\x1b'),
         "no colour codes when stderr is not a terminal:\n{log}"
     );
-    let warnings = log
-        .lines()
-        .filter(|l| l.contains("WARN") && l.contains("Redis"))
-        .count();
-    assert_eq!(warnings, 1, "one warning for the whole burst:\n{log}");
+    let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(
+        count("redis had stopped; started it again"),
+        1,
+        "one restart line:\n{log}"
+    );
+    assert!(
+        count("Redis is down") <= 1,
+        "one outage line at most:\n{log}"
+    );
+    assert_eq!(
+        count("Redis is down"),
+        count("Redis is back"),
+        "an outage that starts is seen to end:\n{log}"
+    );
+    assert!(log.lines().count() <= 4, "no line per request:\n{log}");
 }
 
 #[test]
 fn bad_serve_arguments_exit_2_before_starting_anything() {
     for (args, words) in [
-        (vec!["--port", "65535"], "not in 0..65535"),
+        (vec!["--port", "65535"], "leaves no room"),
+        (vec!["--protection", "mutex"], "singleflight"),
+        (vec!["--ttl-jitter", "150"], "--ttl-jitter"),
         (vec!["--ttl", "0"], "--ttl"),
         (vec!["--strategy", "read-through"], "read-through"),
         (vec!["--bind", "not-an-ip"], "--bind"),

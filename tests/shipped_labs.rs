@@ -21,5 +21,10 @@ fn the_shipped_labs_all_pass() {
             "{lab} did not run:\n{stdout}"
         );
     }
-    assert!(stdout.trim_end().ends_with(" passed, 0 failed"), "{stdout}");
+    let last = stdout.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.contains(" labs: ") && last.contains(" passed, 0 failed · "),
+        "{stdout}"
+    );
+    assert!(last.ends_with(" passed, 0 failed"), "{stdout}");
 }

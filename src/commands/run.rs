@@ -1,13 +1,13 @@
 //! `cachelab run`: start the stack once, run each lab from a fresh state, print the
 //! report (and write it as JSON), tear everything down, and exit 0 / 1 / 2.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cli::RunArgs;
 use crate::lab::{self, report};
 use crate::output::Printer;
-use crate::services::{ServerOptions, Services, Which};
+use crate::services::Services;
 use crate::stack::Stack;
 
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
@@ -23,44 +23,39 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         Printer::stderr().line("error: --timeout must be at least 1 second");
         return Ok(super::exit::ERROR);
     }
-    let stack = Stack::start(args.stack.stack_options())?;
-    let options = ServerOptions {
-        bind: [127, 0, 0, 1].into(),
-        port: 0,
-        which: Which::Both,
-        ttl: args.stack.ttl,
-    };
-    let services = Arc::new(Services::start(stack.info(), &options).await?);
-    let watcher = tokio::spawn(crate::shutdown::signalled());
+    let stack = Arc::new(Mutex::new(Stack::start(args.stack.stack_options())?));
+    let services = Arc::new(Services::start(stack.clone(), &args.stack.server_options()).await?);
     let limits = lab::Limits {
         timeout: Duration::from_secs(args.timeout),
         max_operations: args.max_operations,
+        max_memory_mb: args.max_memory_mb,
+        reach: lab::Reach {
+            allowed_hosts: args.allow_host.clone(),
+        },
     };
     let mut labs = Vec::new();
     for file in &files {
         if crate::shutdown::requested() {
             break;
         }
-        let lab = lab::run_lab(&services, file, limits).await;
-        report::print_lab(&out, &lab);
+        let lab = lab::run_lab(&services, file, &limits).await;
+        report::text::print_lab(&out, &lab);
         labs.push(lab);
     }
-    watcher.abort();
     let run_report = report::RunReport::new(labs);
-    report::print_totals(&out, &run_report);
+    report::text::print_totals(&out, &run_report);
+    let mut code = run_report.exit_code();
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&run_report)?;
         if let Err(e) = std::fs::write(path, json) {
             Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
-            shutdown(services).await;
-            drop(stack);
-            return Ok(super::exit::ERROR);
+            code = super::exit::ERROR;
         }
     }
     // Servers first, then the stack they use.
     shutdown(services).await;
     drop(stack);
-    Ok(run_report.exit_code())
+    Ok(code)
 }
 
 async fn shutdown(services: Arc<Services>) {

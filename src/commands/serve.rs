@@ -1,35 +1,85 @@
 //! `cachelab serve`: the strategy servers over the stack until Ctrl-C, with the commands
-//! that reach each piece printed for curl, hey, redis-cli and psql.
+//! that reach each piece printed for curl, hey, redis-cli and psql. A managed Redis or
+//! Postgres that dies is started again (and that is said once).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::cli::ServeArgs;
-use crate::output;
-use crate::services::{ServerOptions, Services};
+use crate::output::Printer;
+use crate::services::Services;
 use crate::stack::Stack;
+use crate::strategy::REGISTRY;
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
-    let stack = Stack::start(args.stack.stack_options())?;
-    let options = ServerOptions {
-        bind: args.bind,
-        port: args.port,
-        which: args.strategy,
-        ttl: args.stack.ttl,
+    let knobs = match args.knobs.settings(args.stack.ttl) {
+        Ok(knobs) => knobs,
+        Err(message) => {
+            Printer::stderr().line(&format!("error: {message}"));
+            return Ok(super::exit::ERROR);
+        }
     };
-    let services = Services::start(stack.info(), &options).await?;
-    let out = output::Printer::stdout();
+    let last_offset = REGISTRY.iter().map(|e| e.port_offset).max().unwrap_or(0);
+    if args.port != 0 && args.port.checked_add(last_offset).is_none() {
+        Printer::stderr().line(&format!(
+            "error: --port {} leaves no room for the last strategy's port (P+{last_offset})",
+            args.port
+        ));
+        return Ok(super::exit::ERROR);
+    }
+    if !args.bind.is_loopback() {
+        Printer::stderr().line(&format!(
+            "warning: listening on {}: the HTTP API has no authentication, and anyone who can reach this address can read and change the users table",
+            args.bind
+        ));
+    }
+    let stack = Arc::new(Mutex::new(Stack::start(args.stack.stack_options())?));
+    let mut options = args.stack.server_options();
+    options.bind = args.bind;
+    options.port = args.port;
+    options.knobs = knobs;
+    if !args.strategy.is_empty() {
+        options.strategies = args.strategy.clone();
+    }
+    let services = Services::start(stack.clone(), &options).await?;
+    let out = Printer::stdout();
     for server in &services.servers {
         out.line(&format!("{:<14} {}", server.name, server.url()));
     }
-    out.line(&format!("{:<14} {}", "redis", stack.redis_cli_hint()));
-    out.line(&format!("{:<14} {}", "postgres", stack.psql_hint()));
+    {
+        let stack = stack.lock().unwrap_or_else(|p| p.into_inner());
+        out.line(&format!("{:<14} {}", "redis", stack.redis_cli_hint()));
+        out.line(&format!("{:<14} {}", "postgres", stack.psql_hint()));
+    }
     if let Some(first) = services.servers.first() {
         out.line(&format!(
             "try: curl -i {}/users/1    (Ctrl-C to stop)",
             first.url()
         ));
     }
-    crate::shutdown::signalled().await;
-    // Servers first, then the stack they use.
+    tokio::select! {
+        _ = crate::shutdown::signalled() => {}
+        _ = keep_alive(&services) => {}
+    }
+    // Servers first (write-behind flushes its queue), then the stack they use.
     services.shutdown().await;
     drop(stack);
     Ok(super::exit::OK)
+}
+
+/// Start a managed Redis or Postgres again when it dies; never returns.
+async fn keep_alive(services: &Services) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        match services.with_processes(|stack| stack.revive()).await {
+            Ok(revived) => {
+                for what in revived {
+                    tracing::warn!(
+                        "the managed {what} had stopped; started it again on the same port"
+                    );
+                }
+            }
+            Err(e) => tracing::warn!("could not restart a managed server: {e:#}"),
+        }
+    }
 }

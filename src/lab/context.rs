@@ -2,23 +2,31 @@
 //!
 //! Each lab runs on a thread of its own, so the context lives in a thread-local: the
 //! functions capture nothing and the same registration serves `cachelab api`, which lists
-//! them without any stack behind them.
+//! them without any stack behind them. Everything a lab opens (its Redis connection, its
+//! Postgres session, requests and loads in the background) belongs to the context and
+//! ends with it, so nothing a lab does reaches the next one.
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::convert::{lab_error, LabResult};
-use super::report::{CheckRecord, LabRecord};
+use super::report::{Event, LabRecord};
 use crate::services::Services;
+use crate::store::lab::LabDb;
 
-/// The HTTP client labs use: pooled keep-alive connections, like curl in a loop would not.
+/// The HTTP client labs use: pooled keep-alive connections, dropped when idle a little
+/// sooner than the servers close them, so a pooled connection is never closed under a
+/// request.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Why a lab stopped before its end, when it was not a script error.
@@ -32,19 +40,44 @@ pub enum Halt {
     Interrupted,
 }
 
+/// Something a lab started in the background and collects with a `*_wait` call.
+pub enum Pending {
+    Http(JoinHandle<Result<serde_json::Value, String>>),
+    /// A load and its label in the report.
+    Load(JoinHandle<serde_json::Value>, String),
+}
+
+/// What a lab may reach beyond cachelab's own servers.
+#[derive(Debug, Clone, Default)]
+pub struct Reach {
+    /// Hosts (`host` or `host:port`) given with `--allow-host`.
+    pub allowed_hosts: Vec<String>,
+}
+
 /// Everything a lab function may touch.
 pub struct LabContext {
     pub services: Arc<Services>,
     pub runtime: tokio::runtime::Handle,
     pub http: HttpClient,
     pub deadline: Instant,
+    /// Cancelled when the lab ends: loads and requests it started stop with it.
+    pub cancel: CancellationToken,
+    pub reach: Reach,
+    /// The folder of the lab file (imports resolve there).
+    pub folder: PathBuf,
     /// The strategy relative paths go to.
     pub strategy: RefCell<String>,
     pub record: RefCell<LabRecord>,
     pub halt: RefCell<Option<Halt>>,
-    /// Requests started with `http_get_async`, by handle.
-    pub pending: RefCell<HashMap<i64, tokio::task::JoinHandle<Result<serde_json::Value, String>>>>,
-    pub next_handle: RefCell<i64>,
+    pub pending: RefCell<HashMap<i64, Pending>>,
+    next_handle: Cell<i64>,
+    /// The lab's own Redis connection, opened on first use.
+    redis: RefCell<Option<redis::aio::MultiplexedConnection>>,
+    /// The lab's own Postgres session, opened on first use.
+    pub db: RefCell<LabDb>,
+    /// The field names of the maps lab functions last returned, by function: what a
+    /// misspelt field is compared against.
+    pub shapes: RefCell<HashMap<&'static str, Vec<String>>>,
 }
 
 thread_local! {
@@ -78,17 +111,31 @@ impl LabContext {
         services: Arc<Services>,
         runtime: tokio::runtime::Handle,
         deadline: Instant,
+        reach: Reach,
+        folder: PathBuf,
     ) -> Self {
+        let db = LabDb::new(
+            services.stack.database_lab_url.clone(),
+            !services.stack.may_reset_data,
+        );
         Self {
             services,
             runtime,
-            http: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+            http: Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build_http(),
             deadline,
+            cancel: CancellationToken::new(),
+            reach,
+            folder,
             strategy: RefCell::new("cache-aside".to_string()),
             record: RefCell::new(LabRecord::default()),
             halt: RefCell::new(None),
             pending: RefCell::new(HashMap::new()),
-            next_handle: RefCell::new(0),
+            next_handle: Cell::new(0),
+            redis: RefCell::new(None),
+            db: RefCell::new(db),
+            shapes: RefCell::new(HashMap::new()),
         }
     }
 
@@ -96,11 +143,12 @@ impl LabContext {
     /// a Ctrl-C.
     pub fn block_on<T>(&self, future: impl Future<Output = T>) -> LabResult<T> {
         let deadline = tokio::time::Instant::from_std(self.deadline);
+        let shutdown = crate::shutdown::token();
         let outcome = self.runtime.block_on(async {
             tokio::select! {
                 value = future => Ok(value),
                 _ = tokio::time::sleep_until(deadline) => Err(Halt::Timeout),
-                _ = interrupted() => Err(Halt::Interrupted),
+                _ = shutdown.cancelled() => Err(Halt::Interrupted),
             }
         });
         outcome.map_err(|halt| self.halt_with(halt))
@@ -126,38 +174,94 @@ impl LabContext {
             .ok_or_else(|| lab_error(format!("no {name} server is running")))
     }
 
-    /// `path` made absolute against the current strategy's server.
+    /// `path` made absolute against the current strategy's server. An absolute URL must
+    /// point at one of cachelab's servers or a host allowed with `--allow-host`.
     pub fn url_for(&self, path: &str) -> LabResult<String> {
-        if path.starts_with("http://") {
-            return Ok(path.to_string());
+        if let Some(rest) = path.strip_prefix("http://") {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            if self.may_reach(authority) {
+                return Ok(path.to_string());
+            }
+            return Err(lab_error(format!(
+                "{path}: labs may only reach cachelab's own servers ({}); rerun with --allow-host {} to allow it",
+                self.services
+                    .servers
+                    .iter()
+                    .map(|s| s.addr.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                authority
+            )));
         }
         if !path.starts_with('/') {
             return Err(lab_error(format!(
-                "path {path:?} must start with / (or be a full http:// URL)"
+                "path {path:?} must start with / (or be a full http:// URL of a cachelab server)"
             )));
         }
         Ok(format!("{}{path}", self.base_url()?))
     }
 
-    pub fn add_check(&self, name: String, pass: bool, line: Option<usize>) {
-        self.record
-            .borrow_mut()
-            .checks
-            .push(CheckRecord { name, pass, line });
+    fn may_reach(&self, authority: &str) -> bool {
+        let ours = self.services.servers.iter().any(|s| {
+            s.addr.to_string() == authority || format!("localhost:{}", s.addr.port()) == authority
+        });
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        ours || self
+            .reach
+            .allowed_hosts
+            .iter()
+            .any(|allowed| allowed == authority || allowed == host)
     }
 
-    pub fn add_note(&self, text: String) {
-        self.record.borrow_mut().notes.push(text);
+    /// Append an event to the lab's record.
+    pub fn add(&self, event: Event) {
+        self.record.borrow_mut().events.push(event);
     }
 
     /// How long the lab may still run.
     pub fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
-}
 
-async fn interrupted() {
-    while !crate::shutdown::requested() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    /// A new handle for something started in the background.
+    pub fn park(&self, pending: Pending) -> i64 {
+        let handle = self.next_handle.get() + 1;
+        self.next_handle.set(handle);
+        self.pending.borrow_mut().insert(handle, pending);
+        handle
+    }
+
+    /// The lab's own Redis connection (opened on first use, closed with the lab).
+    pub fn redis(&self) -> LabResult<redis::aio::MultiplexedConnection> {
+        if let Some(conn) = self.redis.borrow().as_ref() {
+            return Ok(conn.clone());
+        }
+        let url = self.services.stack.redis_url.clone();
+        let conn = self
+            .block_on(crate::services::fresh_redis_connection(&url))?
+            .map_err(|e| lab_error(format!("redis: {e:#}")))?;
+        *self.redis.borrow_mut() = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Remember the fields of a map a lab function returned (for error messages).
+    pub fn remember_shape(&self, function: &'static str, map: &rhai::Map) {
+        let fields = map.keys().map(|k| k.to_string()).collect();
+        self.shapes.borrow_mut().insert(function, fields);
+    }
+
+    /// End everything the lab started: loads and requests in the background, its Redis
+    /// connection and Postgres session.
+    pub fn close(&self) {
+        self.cancel.cancel();
+        for (_, pending) in self.pending.borrow_mut().drain() {
+            match pending {
+                Pending::Http(task) => task.abort(),
+                Pending::Load(task, _) => task.abort(),
+            }
+        }
+        self.redis.borrow_mut().take();
+        let db = std::mem::replace(&mut *self.db.borrow_mut(), LabDb::new(String::new(), true));
+        drop(db);
     }
 }

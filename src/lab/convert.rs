@@ -15,64 +15,48 @@ pub fn lab_error(message: impl Into<String>) -> Box<EvalAltResult> {
     ))
 }
 
-/// JSON → Dynamic: numbers to i64 (or f64), objects to maps, arrays to arrays.
+/// JSON → Dynamic (rhai's serde support): numbers to i64 or f64, objects to maps.
 pub fn from_json(value: &serde_json::Value) -> Dynamic {
-    use serde_json::Value;
-    match value {
-        Value::Null => Dynamic::UNIT,
-        Value::Bool(b) => (*b).into(),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => i.into(),
-            None => n.as_f64().unwrap_or(f64::NAN).into(),
-        },
-        Value::String(s) => s.clone().into(),
-        Value::Array(items) => items.iter().map(from_json).collect::<Array>().into(),
-        Value::Object(fields) => fields
-            .iter()
-            .map(|(k, v)| (k.as_str().into(), from_json(v)))
-            .collect::<Map>()
-            .into(),
-    }
+    rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT)
 }
 
-/// Dynamic → JSON (for SQL parameters, request bodies and comparisons).
+/// Dynamic → JSON (for SQL parameters, request bodies, reports and comparisons).
 pub fn to_json(value: &Dynamic) -> serde_json::Value {
-    use serde_json::Value;
-    if value.is_unit() {
-        Value::Null
-    } else if let Ok(b) = value.as_bool() {
-        Value::Bool(b)
-    } else if let Ok(i) = value.as_int() {
-        Value::from(i)
-    } else if let Ok(f) = value.as_float() {
-        serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
-    } else if value.is_string() {
-        Value::String(value.clone().into_string().unwrap_or_default())
-    } else if value.is_array() {
-        Value::Array(
-            value
-                .clone()
-                .into_array()
-                .unwrap_or_default()
-                .iter()
-                .map(to_json)
-                .collect(),
-        )
-    } else if value.is_map() {
-        let map = value.clone().cast::<Map>();
-        Value::Object(
-            map.iter()
-                .map(|(k, v)| (k.to_string(), to_json(v)))
-                .collect(),
-        )
-    } else {
-        Value::String(value.to_string())
-    }
+    serde_json::to_value(value).unwrap_or_else(|_| serde_json::Value::String(value.to_string()))
 }
 
 /// A serialisable Rust value as a lab map/array.
 pub fn to_dynamic<T: serde::Serialize>(value: &T) -> Dynamic {
-    from_json(&serde_json::to_value(value).unwrap_or(serde_json::Value::Null))
+    rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT)
+}
+
+/// A float as a lab report shows it: at most three decimals at or above 1 (latencies in
+/// ms to the microsecond), four significant digits below 1, and never float noise like
+/// `1.0163399999999998`.
+pub fn format_float(f: f64) -> String {
+    if !f.is_finite() {
+        return f.to_string();
+    }
+    if f == f.trunc() && f.abs() < 1e15 {
+        return format!("{f:.1}");
+    }
+    let decimals = if f.abs() >= 1.0 {
+        3
+    } else {
+        (3 - f.abs().log10().floor() as i32).clamp(1, 12) as usize
+    };
+    let text = format!("{f:.decimals$}");
+    let trimmed = text.trim_end_matches('0');
+    if trimmed.ends_with('.') {
+        format!("{trimmed}0")
+    } else {
+        trimmed.to_string()
+    }
+}
+
+/// Round a float to what `format_float` shows (for numbers labs get back).
+pub fn round_float(f: f64) -> f64 {
+    format_float(f).parse().unwrap_or(f)
 }
 
 fn type_name(value: &Dynamic) -> &'static str {
@@ -195,6 +179,17 @@ mod tests {
         assert!(map["tags"].is_array());
         assert!(map["none"].is_unit());
         assert_eq!(to_json(&dynamic), json);
+    }
+
+    #[test]
+    fn floats_are_shown_to_what_is_meaningful() {
+        assert_eq!(format_float(1.0163399999999998), "1.016");
+        assert_eq!(format_float(3.0), "3.0");
+        assert_eq!(format_float(0.41234567), "0.4123");
+        assert_eq!(format_float(0.000123456), "0.0001235");
+        assert_eq!(format_float(12345.6789), "12345.679");
+        assert_eq!(format_float(-2.5), "-2.5");
+        assert_eq!(round_float(150.70012345), 150.7);
     }
 
     #[test]

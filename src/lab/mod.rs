@@ -1,13 +1,19 @@
 //! The lab runner: each lab file runs from a fresh state, on a thread of its own, in a
 //! sandboxed Rhai engine that has only the lab API; what it checked becomes its report.
+//!
+//! A lab is code from a stranger, so the engine is bounded on every axis: operations,
+//! call depth, string/array/map sizes, the lab's wall clock and the memory it grows the
+//! process by. Imports resolve only inside the lab's own folder.
 
 pub mod api;
 mod context;
 mod convert;
+mod errors;
+mod imports;
 pub mod report;
 
 use anyhow::Context;
-use rhai::{Engine, EvalAltResult, Position};
+use rhai::Engine;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -16,16 +22,22 @@ use std::time::{Duration, Instant};
 use context::{Halt, LabContext};
 use report::{LabRecord, LabReport, Outcome};
 
+pub use context::Reach;
+
 use crate::services::Services;
 
 /// Operations a lab may run before it counts as a runaway.
 pub const DEFAULT_MAX_OPERATIONS: u64 = 200_000_000;
+/// MiB a lab may grow the process by.
+pub const DEFAULT_MAX_MEMORY_MB: u64 = 512;
 
-/// How long and how much a lab may run.
-#[derive(Debug, Clone, Copy)]
+/// How long and how much a lab may run, and what it may reach.
+#[derive(Debug, Clone)]
 pub struct Limits {
     pub timeout: Duration,
     pub max_operations: u64,
+    pub max_memory_mb: u64,
+    pub reach: Reach,
 }
 
 /// A Rhai engine with the standard library, the lab API and limits, and nothing else.
@@ -37,13 +49,22 @@ pub fn engine() -> (Engine, Vec<api::FnDoc>) {
         .set_max_expr_depths(64, 64)
         .set_max_string_size(16 * 1024 * 1024)
         .set_max_array_size(1_000_000)
-        .set_max_map_size(1_000_000);
+        .set_max_map_size(100_000)
+        .set_max_modules(16)
+        // Reading a field a map lacks is an error, not a quiet `()`.
+        .set_fail_on_invalid_map_property(true);
     engine.disable_symbol("eval");
+    // Imports are refused until the runner sets a resolver rooted at the lab's folder.
+    engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
+    // Floats read as numbers, not as float noise, in notes and printed values.
+    engine.register_fn("to_string", |f: f64| convert::format_float(f));
+    engine.register_fn("to_debug", |f: f64| convert::format_float(f));
     let docs = api::register_all(&mut engine);
     (engine, docs)
 }
 
-/// The lab files named by `paths`: files as given, folders' `*.rhai` in name order.
+/// The lab files named by `paths`: files as given (each must be a `.rhai` file), folders'
+/// `*.rhai` in name order.
 pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
@@ -51,7 +72,7 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             let mut found: Vec<PathBuf> = std::fs::read_dir(path)
                 .with_context(|| format!("reading {}", path.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "rhai"))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "rhai"))
                 .collect();
             found.sort();
             if found.is_empty() {
@@ -59,6 +80,9 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
             }
             files.extend(found);
         } else if path.is_file() {
+            if path.extension().is_none_or(|x| x != "rhai") {
+                anyhow::bail!("{}: not a lab (lab files end in .rhai)", path.display());
+            }
             files.push(path.clone());
         } else {
             anyhow::bail!("{}: no such lab file or folder", path.display());
@@ -67,25 +91,31 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The lab's title: its first comment line.
-pub fn title_of(source: &str, file: &Path) -> String {
-    source
+/// The lab's title (its first comment line) and description (the rest of its header
+/// comment, up to the first line that is not a comment).
+pub fn header_of(source: &str, file: &Path) -> (String, String) {
+    let mut lines = source
         .lines()
         .map(str::trim)
-        .find_map(|l| l.strip_prefix("//"))
-        .map(|t| t.trim_start_matches(['/', '!']).trim().to_string())
+        .skip_while(|l| l.is_empty())
+        .map_while(|l| l.strip_prefix("//"))
+        .map(|t| t.trim_start_matches(['/', '!']).trim());
+    let title = lines
+        .next()
         .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| file.display().to_string())
+        .map(str::to_string)
+        .unwrap_or_else(|| file.display().to_string());
+    let description = lines.collect::<Vec<_>>().join("\n").trim().to_string();
+    (title, description)
 }
 
 /// Run one lab from a fresh state. Never fails: every problem becomes the lab's outcome.
-pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: Limits) -> LabReport {
-    let timeout = limits.timeout;
+pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: &Limits) -> LabReport {
     let started = Instant::now();
-    let report = |title: String, record: LabRecord, outcome: Outcome| {
+    let report = |header: (String, String), record: LabRecord, outcome: Outcome| {
         LabReport::new(
             file.to_path_buf(),
-            title,
+            header,
             record,
             started.elapsed(),
             outcome,
@@ -95,28 +125,43 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: Limits) -> L
         Ok(s) => s,
         Err(e) => {
             let outcome = Outcome::ScriptError(format!("{}: cannot read: {e}", file.display()));
-            return report(file.display().to_string(), LabRecord::default(), outcome);
+            return report(
+                (file.display().to_string(), String::new()),
+                LabRecord::default(),
+                outcome,
+            );
         }
     };
-    let title = title_of(&source, file);
+    let header = header_of(&source, file);
     if let Err(e) = services.reset().await {
         let outcome = Outcome::ScriptError(format!("setting up the fresh state: {e:#}"));
-        return report(title, LabRecord::default(), outcome);
+        return report(header, LabRecord::default(), outcome);
     }
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let file_owned = file.to_path_buf();
     let services = services.clone();
     let runtime = tokio::runtime::Handle::current();
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + limits.timeout;
+    let thread_limits = limits.clone();
     // The context is built on the lab thread and never leaves it.
     let spawned = std::thread::Builder::new()
         .name("lab".into())
         .spawn(move || {
             // Lab functions create timers and tasks: give this thread the runtime's context.
             let _runtime_context = runtime.enter();
-            let ctx = Rc::new(LabContext::new(services, runtime.clone(), deadline));
+            let folder = file_owned
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let ctx = Rc::new(LabContext::new(
+                services,
+                runtime.clone(),
+                deadline,
+                thread_limits.reach.clone(),
+                folder,
+            ));
             let run = std::panic::AssertUnwindSafe(|| {
-                execute(&ctx, &file_owned, &source, limits.max_operations)
+                execute(&ctx, &file_owned, &source, &thread_limits)
             });
             let outcome = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
                 let message = panic
@@ -130,17 +175,18 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: Limits) -> L
                 ))
             });
             context::leave();
+            ctx.close();
             let record = ctx.record.borrow().clone();
             let _ = done_tx.send((outcome, record));
         });
     if let Err(e) = spawned {
         let outcome = Outcome::ScriptError(format!("starting the lab thread: {e}"));
-        return report(title, LabRecord::default(), outcome);
+        return report(header, LabRecord::default(), outcome);
     }
     // Every blocking lab call is bounded by the deadline; the grace period covers the
     // unwinding after it.
     let (outcome, record) =
-        match tokio::time::timeout(timeout + Duration::from_secs(10), done_rx).await {
+        match tokio::time::timeout(limits.timeout + Duration::from_secs(10), done_rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => (
                 Outcome::ScriptError(format!(
@@ -157,16 +203,29 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: Limits) -> L
                 LabRecord::default(),
             ),
         };
-    report(title, record, outcome)
+    report(header, record, outcome)
 }
 
+/// What stopped a lab from `on_progress`.
+const MEMORY_TOKEN: &str = "memory";
+
 /// Compile and run the script on this (the lab's) thread.
-fn execute(ctx: &Rc<LabContext>, file: &Path, source: &str, max_operations: u64) -> Outcome {
-    let (mut engine, _) = engine();
-    engine.set_max_operations(max_operations);
+fn execute(ctx: &Rc<LabContext>, file: &Path, source: &str, limits: &Limits) -> Outcome {
+    let (mut engine, docs) = engine();
+    engine.set_max_operations(limits.max_operations);
+    engine.set_module_resolver(imports::LabFolder::new(&ctx.folder));
     let deadline = ctx.deadline;
-    engine.on_progress(move |_| {
-        (Instant::now() > deadline || crate::shutdown::requested()).then_some(rhai::Dynamic::UNIT)
+    let baseline = resident_bytes();
+    let cap = limits.max_memory_mb.saturating_mul(1024 * 1024);
+    engine.on_progress(move |ops| {
+        if Instant::now() > deadline || crate::shutdown::requested() {
+            return Some(rhai::Dynamic::UNIT);
+        }
+        // Reading /proc costs a syscall: look every 16k operations.
+        if ops % 16_384 == 0 && resident_bytes().saturating_sub(baseline) > cap {
+            return Some(MEMORY_TOKEN.into());
+        }
+        None
     });
     let name = file.display().to_string();
     let print_name = name.clone();
@@ -174,69 +233,60 @@ fn execute(ctx: &Rc<LabContext>, file: &Path, source: &str, max_operations: u64)
     engine.on_debug(move |text, _, pos| eprintln!("  debug {pos}: {text}"));
     let ast = match engine.compile(source) {
         Ok(ast) => ast,
-        Err(e) => return Outcome::ScriptError(at(&name, e.position(), &e.err_type().to_string())),
+        Err(e) => {
+            return Outcome::ScriptError(errors::at(&name, e.position(), &e.err_type().to_string()))
+        }
     };
     context::enter(ctx.clone());
     let result = engine.run_ast(&ast);
     context::leave();
-    for (_, task) in ctx.pending.borrow_mut().drain() {
-        task.abort();
-    }
-    match result {
-        Ok(()) => Outcome::Completed,
-        Err(err) => {
-            let halt = ctx.halt.borrow().clone();
-            let (pos, message) = describe(*err);
-            match (halt, message) {
-                (Some(Halt::Assert(m)), _) => Outcome::AssertFailed(format!(
-                    "assert failed at {}: {m}",
-                    at(&name, pos, "").trim_end_matches(": ")
-                )),
-                (Some(Halt::Timeout), _) => {
-                    Outcome::Stopped(at(&name, pos, "the lab ran past its --timeout"))
-                }
-                (Some(Halt::Interrupted), _) => Outcome::Stopped(at(&name, pos, "interrupted")),
-                (None, TerminatedBy::Deadline) if crate::shutdown::requested() => {
-                    Outcome::Stopped(at(&name, pos, "interrupted"))
-                }
-                (None, TerminatedBy::Deadline) => {
-                    Outcome::Stopped(at(&name, pos, "the lab ran past its --timeout"))
-                }
-                (None, TerminatedBy::Error(m)) => Outcome::ScriptError(at(&name, pos, &m)),
-            }
-        }
-    }
-}
-
-enum TerminatedBy {
-    Deadline,
-    Error(String),
-}
-
-/// The position that matters (where the script called in) and the innermost message.
-fn describe(mut err: EvalAltResult) -> (Position, TerminatedBy) {
-    let pos = err.take_position();
-    let inner = match err {
-        EvalAltResult::ErrorInFunctionCall(name, _, inner, _) => {
-            let mut inner = *inner;
-            let inner_pos = inner.take_position();
-            let message = format!("in {name}: {inner}");
-            // Errors inside a script-defined function point into it: prefer that spot.
-            let pos = if inner_pos.is_none() { pos } else { inner_pos };
-            return (pos, TerminatedBy::Error(message));
-        }
-        EvalAltResult::ErrorTerminated(..) => return (pos, TerminatedBy::Deadline),
-        EvalAltResult::ErrorRuntime(value, _) => value.to_string(),
-        other => other.to_string(),
+    let Err(err) = result else {
+        return Outcome::Completed;
     };
-    (pos, TerminatedBy::Error(inner))
+    let halt = ctx.halt.borrow().clone();
+    let explained = errors::explain(
+        *err,
+        &errors::Known {
+            docs: &docs,
+            shapes: &ctx.shapes.borrow(),
+            source,
+            limits,
+        },
+    );
+    let at = |message: &str| errors::at(&name, explained.pos, message);
+    match (halt, explained.kind) {
+        (Some(Halt::Assert(m)), _) => Outcome::AssertFailed(format!(
+            "assert failed at {}: {m}",
+            at("").trim_end_matches(": ")
+        )),
+        (Some(Halt::Timeout), _) => Outcome::Stopped(at("the lab ran past its --timeout")),
+        (Some(Halt::Interrupted), _) => Outcome::Stopped(at("interrupted")),
+        (None, errors::Kind::Terminated(token)) if token == MEMORY_TOKEN => {
+            Outcome::Stopped(at(&format!(
+                "the lab grew the process by more than {} MiB (--max-memory-mb); it was stopped",
+                limits.max_memory_mb
+            )))
+        }
+        (None, errors::Kind::Terminated(_)) if crate::shutdown::requested() => {
+            Outcome::Stopped(at("interrupted"))
+        }
+        (None, errors::Kind::Terminated(_)) => {
+            Outcome::Stopped(at("the lab ran past its --timeout"))
+        }
+        (None, errors::Kind::Limit(m)) => Outcome::Stopped(at(&m)),
+        (None, errors::Kind::Error(m)) => Outcome::ScriptError(at(&m)),
+    }
 }
 
-/// `file:line:column: message`.
-fn at(file: &str, pos: Position, message: &str) -> String {
-    match (pos.line(), pos.position()) {
-        (Some(line), Some(column)) => format!("{file}:{line}:{column}: {message}"),
-        (Some(line), None) => format!("{file}:{line}: {message}"),
-        _ => format!("{file}: {message}"),
-    }
+/// The process's resident memory in bytes (0 if unknown).
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    pages * page
 }

@@ -26,8 +26,10 @@ impl BadRequest {
 
 /// A user id from the path: a positive integer that fits the table's `SERIAL` column.
 pub fn parse_id(raw: &str) -> Result<i32, BadRequest> {
+    // Digits only: Rust's integer parsing would take "+1".
+    let digits = !raw.is_empty() && raw.bytes().all(|c| c.is_ascii_digit());
     match raw.parse::<i64>() {
-        Ok(id) if id >= 1 && id <= i32::MAX as i64 => Ok(id as i32),
+        Ok(id) if digits && id >= 1 && id <= i32::MAX as i64 => Ok(id as i32),
         _ => Err(BadRequest::new(format!(
             "user id must be a positive integer up to {}, got {raw:?}",
             i32::MAX
@@ -55,9 +57,10 @@ impl UserFields {
             fields.name = json_field(object, "name")?;
             fields.email = json_field(object, "email")?;
         }
-        let params: HashMap<String, String> = query
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-            .unwrap_or_default();
+        let params: HashMap<String, String> = match query {
+            Some(q) => parse_query(q)?,
+            None => HashMap::new(),
+        };
         if let Some(name) = params.get("name") {
             fields.name = Some(name.clone());
         }
@@ -71,6 +74,46 @@ impl UserFields {
         }
         Ok(fields)
     }
+}
+
+/// `a=1&b=x%20y` into pairs, strictly: a malformed percent-escape or bytes that are not
+/// UTF-8 are a 400, never stored with replacement characters.
+fn parse_query(query: &str) -> Result<HashMap<String, String>, BadRequest> {
+    let mut params = HashMap::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        params.insert(decode(key)?, decode(value)?);
+    }
+    Ok(params)
+}
+
+fn decode(text: &str) -> Result<String, BadRequest> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| {
+                        BadRequest::new(format!(
+                            "bad percent-encoding in the query string near {:?}",
+                            &text[i..(i + 3).min(text.len())]
+                        ))
+                    })?;
+                out.push(hex);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out)
+        .map_err(|_| BadRequest::new("a query parameter is not valid UTF-8 once percent-decoded"))
 }
 
 fn json_field(
@@ -119,6 +162,8 @@ mod tests {
             "99999999999999999999",
             "1.5",
             "",
+            "+1",
+            " 1",
         ] {
             assert_eq!(parse_id(bad).unwrap_err().status, 400, "{bad}");
         }
@@ -130,6 +175,20 @@ mod tests {
             UserFields::parse(Some("name=Ann%20Lee"), br#"{"name":"x","email":"a@b.c"}"#).unwrap();
         assert_eq!(f.name.as_deref(), Some("Ann Lee"));
         assert_eq!(f.email.as_deref(), Some("a@b.c"));
+    }
+
+    #[test]
+    fn query_values_are_decoded_strictly() {
+        let f = UserFields::parse(Some("name=J%C3%BCrgen+K&email=a%40b.c"), b"").unwrap();
+        assert_eq!(f.name.as_deref(), Some("Jürgen K"));
+        assert_eq!(f.email.as_deref(), Some("a@b.c"));
+        for bad in ["name=%ZZ", "name=%C3", "name=abc%", "name=%FF%FE"] {
+            assert_eq!(
+                UserFields::parse(Some(bad), b"").unwrap_err().status,
+                400,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -1,35 +1,60 @@
 //! The HTTP servers: one listener per strategy, hyper 1.x with keep-alive, and a graceful
-//! shutdown that stops accepting, lets requests in flight finish (up to a bound), and
-//! returns.
+//! shutdown that stops accepting, lets requests in flight finish (up to a bound), stops
+//! the strategy's background work, and returns.
+//!
+//! Hygiene against clients that misbehave: a connection must send a request head within
+//! the idle timeout (this also closes keep-alive connections left idle that long), and at
+//! most `max_connections` are open at once — beyond that, new connections wait in the
+//! kernel's accept queue while the open ones are served.
 
 mod input;
 mod routes;
 
 use anyhow::Context;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::strategy::{Backend, Strategy};
 
 /// How long requests in flight may take to finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// Limits that keep a server serving when clients misbehave.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Open connections at most; more wait to be accepted.
+    pub max_connections: usize,
+    /// A connection that sends no complete request head for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// A running strategy server.
 pub struct StrategyServer {
-    /// "cache-aside" or "write-through".
+    /// The strategy's registry name.
     pub name: &'static str,
     pub addr: SocketAddr,
     /// The server's store, cache, counters and knobs; the lab runner reads counters and
     /// turns knobs here.
     pub backend: Arc<Backend>,
-    stop: watch::Sender<bool>,
+    stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
@@ -39,17 +64,20 @@ impl StrategyServer {
         strategy: S,
         backend: Arc<Backend>,
         addr: SocketAddr,
+        limits: HttpLimits,
     ) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the {} server to {addr}", S::NAME))?;
         let addr = listener.local_addr()?;
-        let (stop, stopped) = watch::channel(false);
+        let stop = CancellationToken::new();
+        strategy.start_background(&backend);
         let task = tokio::spawn(accept_loop(
             listener,
-            Arc::new(strategy),
+            strategy,
             backend.clone(),
-            stopped,
+            limits,
+            stop.clone(),
         ));
         Ok(Self {
             name: S::NAME,
@@ -65,21 +93,75 @@ impl StrategyServer {
         format!("http://{}", self.addr)
     }
 
-    /// Stop accepting, drain requests in flight, and wait for the server to end.
+    /// Wait (at most `bound`) until no request is being answered and no background task
+    /// runs: the per-lab reset must not race the last lab's stragglers.
+    pub async fn settle(&self, bound: Duration) {
+        let deadline = Instant::now() + bound;
+        while self.backend.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let tasks = &self.backend.tasks;
+        tasks.close();
+        let _ = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            tasks.wait(),
+        )
+        .await;
+        tasks.reopen();
+    }
+
+    /// Stop accepting, drain requests in flight, stop background work (write-behind
+    /// flushes what it queued), and wait for the server to end.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        self.stop.cancel();
         let _ = self.task.await;
+        self.backend.stop.cancel();
+        self.backend.tasks.close();
+        self.backend.daemons.close();
+        let ended = async {
+            self.backend.tasks.wait().await;
+            self.backend.daemons.wait().await;
+        };
+        if tokio::time::timeout(Duration::from_secs(10), ended)
+            .await
+            .is_err()
+        {
+            tracing::warn!("{}: background work still running after 10 s", self.name);
+        }
+    }
+}
+
+/// Counts a request as in flight for as long as it lives.
+struct InFlight(Arc<Backend>);
+
+impl InFlight {
+    fn new(b: Arc<Backend>) -> Self {
+        b.in_flight.fetch_add(1, Ordering::AcqRel);
+        Self(b)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 async fn accept_loop<S: Strategy>(
     listener: TcpListener,
-    strategy: Arc<S>,
+    strategy: S,
     backend: Arc<Backend>,
-    mut stopped: watch::Receiver<bool>,
+    limits: HttpLimits,
+    stop: CancellationToken,
 ) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
+        // Beyond the cap, stop accepting until a connection ends.
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = stop.cancelled() => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -90,22 +172,23 @@ async fn accept_loop<S: Strategy>(
                     continue;
                 }
             },
-            _ = stopped.changed() => break,
+            _ = stop.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let strategy = strategy.clone();
         let backend = backend.clone();
         let service = service_fn(move |req| {
-            let strategy = strategy.clone();
             let backend = backend.clone();
             async move {
+                let _in_flight = InFlight::new(backend.clone());
                 let started = Instant::now();
-                let reply = routes::handle(strategy.as_ref(), &backend, req).await;
+                let reply = routes::handle(strategy, &backend, req).await;
                 backend.counters.record_latency(started.elapsed());
                 Ok::<_, std::convert::Infallible>(reply)
             }
         });
         let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.idle_timeout)
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
@@ -113,6 +196,7 @@ async fn accept_loop<S: Strategy>(
             if let Err(e) = conn.await {
                 tracing::debug!("connection ended with an error: {e}");
             }
+            drop(slot);
         });
     }
     drop(listener);

@@ -1,19 +1,26 @@
 //! The HTTP API: routes a request to the strategy and shapes the answer. Every refusal is
-//! a 4xx with `{"error": "..."}`; Postgres trouble is a 503 naming Postgres.
+//! a 4xx with `{"error": "..."}`; an unavailable Postgres (or, for write-behind's writes,
+//! Redis) is a 503 naming it; anything else is a 500 that says what failed.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
+use std::sync::Arc;
+use std::time::Duration;
 
 use super::input::{parse_id, BadRequest, UserFields, MAX_BODY_BYTES};
-use crate::strategy::{Backend, Patch, Source, Strategy};
+use crate::strategy::remedies::tombstone;
+use crate::strategy::{Backend, Patch, Strategy, StrategyError};
 
 pub type Reply = Response<Full<Bytes>>;
 
+/// `/health` answers within this bound whatever Redis and Postgres do.
+const HEALTH_BOUND: Duration = Duration::from_millis(800);
+
 /// Answer one request.
-pub async fn handle<S: Strategy>(strategy: &S, b: &Backend, req: Request<Incoming>) -> Reply {
+pub async fn handle<S: Strategy>(strategy: S, b: &Arc<Backend>, req: Request<Incoming>) -> Reply {
     match route(strategy, b, req).await {
         Ok(reply) => reply,
         Err(Refusal::Bad(bad)) => error(
@@ -30,12 +37,20 @@ pub async fn handle<S: Strategy>(strategy: &S, b: &Backend, req: Request<Incomin
                 .insert(ALLOW, HeaderValue::from_static(allow));
             reply
         }
-        Err(Refusal::Database(e)) => {
-            tracing::warn!(strategy = S::NAME, "Postgres error: {e:#}");
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("postgres unavailable: {e:#}"),
-            )
+        Err(Refusal::Failed(e)) => {
+            if e.status() == 500 {
+                tracing::error!(strategy = S::NAME, "internal error: {e}");
+            } else {
+                b.counters.record(crate::counters::Counter::DbErrors);
+            }
+            let status =
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+                format!("internal error: {e}")
+            } else {
+                e.to_string()
+            };
+            error(status, &message)
         }
     }
 }
@@ -43,7 +58,7 @@ pub async fn handle<S: Strategy>(strategy: &S, b: &Backend, req: Request<Incomin
 enum Refusal {
     Bad(BadRequest),
     NotAllowed(&'static str),
-    Database(anyhow::Error),
+    Failed(StrategyError),
 }
 
 impl From<BadRequest> for Refusal {
@@ -52,15 +67,15 @@ impl From<BadRequest> for Refusal {
     }
 }
 
-impl From<anyhow::Error> for Refusal {
-    fn from(e: anyhow::Error) -> Self {
-        Refusal::Database(e)
+impl From<StrategyError> for Refusal {
+    fn from(e: StrategyError) -> Self {
+        Refusal::Failed(e)
     }
 }
 
 async fn route<S: Strategy>(
-    strategy: &S,
-    b: &Backend,
+    strategy: S,
+    b: &Arc<Backend>,
     req: Request<Incoming>,
 ) -> Result<Reply, Refusal> {
     let path = req.uri().path().to_string();
@@ -68,26 +83,15 @@ async fn route<S: Strategy>(
     match (req.method().clone(), segments.as_slice()) {
         (Method::GET | Method::HEAD, ["users", id]) => {
             let id = parse_id(id)?;
-            match strategy.read(b, id).await? {
-                Some(fetched) => {
-                    let mut reply = json(StatusCode::OK, fetched.body);
-                    let cache = match fetched.source {
-                        Source::Cache => "HIT",
-                        Source::Database => "MISS",
-                    };
-                    reply
-                        .headers_mut()
-                        .insert("x-cache", HeaderValue::from_static(cache));
-                    Ok(reply)
-                }
-                None => {
-                    let mut reply = no_such_user(id);
-                    reply
-                        .headers_mut()
-                        .insert("x-cache", HeaderValue::from_static("MISS"));
-                    Ok(reply)
-                }
-            }
+            let fetched = strategy.read(b, id).await?;
+            let mut reply = match fetched.user {
+                Some(body) => json(StatusCode::OK, body),
+                None => json(StatusCode::NOT_FOUND, tombstone::body(id)),
+            };
+            reply
+                .headers_mut()
+                .insert("x-cache", HeaderValue::from_static(fetched.cache.as_str()));
+            Ok(reply)
         }
         (Method::PUT, ["users", id]) => {
             let id = parse_id(id)?;
@@ -166,15 +170,29 @@ async fn read_fields(req: Request<Incoming>) -> Result<UserFields, Refusal> {
     Ok(UserFields::parse(query.as_deref(), &body)?)
 }
 
+/// 200 when Redis and Postgres (with its users table) answer, else 503 naming what is
+/// down; always within `HEALTH_BOUND`.
 async fn health(b: &Backend) -> Reply {
-    let (redis, postgres) = tokio::join!(b.cache.ping(), b.store.ping());
-    let mut down = Vec::new();
-    if let Err(e) = &redis {
-        down.push(format!("redis: {e}"));
-    }
-    if let Err(e) = &postgres {
-        down.push(format!("postgres: {e:#}"));
-    }
+    let bounded = |what: &'static str| async move {
+        Err::<(), String>(format!("{what}: no answer within {HEALTH_BOUND:?}"))
+    };
+    let redis = async {
+        tokio::select! {
+            r = b.cache.ping() => r.map_err(|e| format!("redis: {e}")),
+            r = async { tokio::time::sleep(HEALTH_BOUND).await; bounded("redis").await } => r,
+        }
+    };
+    let postgres = async {
+        tokio::select! {
+            r = b.store.ping() => r.map_err(|e| format!("postgres: {e}")),
+            r = async { tokio::time::sleep(HEALTH_BOUND).await; bounded("postgres").await } => r,
+        }
+    };
+    let (redis, postgres) = tokio::join!(redis, postgres);
+    let down: Vec<String> = [redis, postgres]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
     if down.is_empty() {
         json(
             StatusCode::OK,
@@ -189,7 +207,7 @@ async fn health(b: &Backend) -> Reply {
 }
 
 fn no_such_user(id: i32) -> Reply {
-    error(StatusCode::NOT_FOUND, &format!("user {id} not found"))
+    json(StatusCode::NOT_FOUND, tombstone::body(id))
 }
 
 fn json(status: StatusCode, body: Bytes) -> Reply {

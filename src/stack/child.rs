@@ -1,13 +1,17 @@
 //! A server process the stack started, ended when its owner drops it.
 //!
 //! Children are put in their own process group so a terminal's Ctrl-C reaches only
-//! cachelab, which then stops them in order. When spawned from the main thread they also
-//! get a parent-death signal, so even a SIGKILLed cachelab does not leave them running.
+//! cachelab, which then stops them in order. They also get a parent-death signal, so even
+//! a SIGKILLed cachelab does not leave them running. Linux ties that signal to the
+//! *thread* that forked, so every child is forked by one spawner thread that lives as
+//! long as the process, whichever thread asks (a lab restarting Redis runs on a worker).
 //! Every child is registered with the reaper until it has been waited for.
 
 use anyhow::Context;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use super::reaper;
@@ -30,32 +34,36 @@ impl ManagedChild {
         stop_signal: i32,
         exit_signal: i32,
     ) -> anyhow::Result<Self> {
-        let log_file = std::fs::File::create(log)
+        // Appended: a restarted server keeps its earlier log.
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
             .with_context(|| format!("creating log file {}", log.display()))?;
         command
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        let from_main_thread = unsafe { libc::gettid() == libc::getpid() };
+        command.process_group(0);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
         unsafe {
             command.pre_exec(move || {
-                libc::setpgid(0, 0);
-                if from_main_thread {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, exit_signal);
-                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, exit_signal);
                 Ok(())
             });
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
+        let child = spawn_on_spawner(command).with_context(|| format!("starting {name}"))?;
         reaper::track_child(child.id(), exit_signal);
         Ok(Self {
             name,
             child: Some(child),
             stop_signal,
         })
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Has the process exited already (crashed, or killed by someone else)?
@@ -100,6 +108,37 @@ impl ManagedChild {
         }
         reaper::untrack_child(pid);
     }
+}
+
+/// A request to the spawner thread: a command, and where to send the child.
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// The spawner thread's inbox; the thread is started on first use and never ends.
+static SPAWNER: LazyLock<Mutex<mpsc::Sender<SpawnRequest>>> = LazyLock::new(|| {
+    let (tx, rx) = mpsc::channel::<SpawnRequest>();
+    std::thread::Builder::new()
+        .name("cachelab-spawner".into())
+        .spawn(move || {
+            for (mut command, reply) in rx {
+                let _ = reply.send(command.spawn());
+            }
+        })
+        .expect("starting the spawner thread");
+    Mutex::new(tx)
+});
+
+/// Fork and exec `command` on the spawner thread.
+fn spawn_on_spawner(command: Command) -> std::io::Result<Child> {
+    let (tx, rx) = mpsc::channel();
+    let sent = SPAWNER
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .send((command, tx));
+    if sent.is_err() {
+        return Err(std::io::Error::other("the spawner thread is gone"));
+    }
+    rx.recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the spawner thread is gone")))
 }
 
 impl Drop for ManagedChild {

@@ -81,6 +81,9 @@ impl ManagedPostgres {
 
     /// Start the server on its port and wait until it accepts connections.
     pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
         let _ = std::fs::remove_file(self.data.join("postmaster.pid"));
         let mut command = Command::new(&self.binary);
         command
@@ -124,6 +127,23 @@ impl ManagedPostgres {
         }
     }
 
+    /// The server's process id while it runs (for SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(ManagedChild::pid)
+    }
+
+    /// Is the postmaster running (not stopped, not crashed)?
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| !c.has_exited())
+    }
+
+    /// Kill the postmaster without warning, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill();
+        }
+    }
+
     /// Stop the server (fast shutdown); `start_again` brings it back.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -131,8 +151,14 @@ impl ManagedPostgres {
         }
     }
 
+    /// The superuser's URL (set-up and the per-lab reset only).
     pub fn url(&self) -> String {
-        format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres", self.port)
+        self.url_as(SUPERUSER)
+    }
+
+    /// The URL for another role of this cluster.
+    pub fn url_as(&self, role: &str) -> String {
+        format!("postgres://{role}@127.0.0.1:{}/postgres", self.port)
     }
 }
 
@@ -150,12 +176,12 @@ fn unprivileged_user() -> anyhow::Result<Option<RunAs>> {
         return Ok(None);
     }
     for name in ["postgres", "nobody"] {
-        let cname = std::ffi::CString::new(name)?;
-        // SAFETY: getpwnam returns a pointer into static storage or null; we copy out at once.
-        let entry = unsafe { libc::getpwnam(cname.as_ptr()) };
-        if !entry.is_null() {
-            let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
-            return Ok(Some(RunAs { uid, gid }));
+        // getpwnam_r underneath: safe from any thread.
+        if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
+            return Ok(Some(RunAs {
+                uid: user.uid.as_raw(),
+                gid: user.gid.as_raw(),
+            }));
         }
     }
     bail!("running as root, but there is no `postgres` or `nobody` user to run postgres as (postgres refuses root); install postgresql or run as a normal user")

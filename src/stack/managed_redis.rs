@@ -2,15 +2,18 @@
 
 use anyhow::{bail, Context};
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::{binaries, child::ManagedChild, ports};
 
-/// A `redis-server` this process started and will end.
+/// A `redis-server` this process started and will end. It can be stopped and started
+/// again on the same port (process faults; a crashed Redis brought back).
 pub struct ManagedRedis {
-    child: ManagedChild,
+    child: Option<ManagedChild>,
+    binary: PathBuf,
+    dir: PathBuf,
     port: u16,
 }
 
@@ -21,18 +24,29 @@ impl ManagedRedis {
         let mut last_error = None;
         // A free port can be taken between asking and binding: try a few.
         for _ in 0..3 {
-            let port = ports::free_port()?;
-            match Self::start_on(&binary, dir, port) {
-                Ok(redis) => return Ok(redis),
+            let mut redis = Self {
+                child: None,
+                binary: binary.clone(),
+                dir: dir.to_path_buf(),
+                port: ports::free_port()?,
+            };
+            match redis.start_again() {
+                Ok(()) => return Ok(redis),
                 Err(e) => last_error = Some(e),
             }
         }
         Err(last_error.expect("at least one attempt"))
     }
 
-    fn start_on(binary: &Path, dir: &Path, port: u16) -> anyhow::Result<Self> {
-        let log = dir.join(format!("redis-{port}.log"));
-        let mut command = Command::new(binary);
+    /// Start the server on its port (after a stop or a crash) and wait until it answers
+    /// PING. It comes back empty: there is no persistence.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        if self.is_running() {
+            return Ok(());
+        }
+        let port = self.port;
+        let log = self.dir.join(format!("redis-{port}.log"));
+        let mut command = Command::new(&self.binary);
         command.args(["--port", &port.to_string()]).args([
             "--bind",
             "127.0.0.1",
@@ -46,14 +60,15 @@ impl ManagedRedis {
             "yes",
             "--dir",
         ]);
-        command.arg(dir);
+        command.arg(&self.dir);
         let mut child =
             ManagedChild::spawn("redis-server", command, &log, libc::SIGTERM, libc::SIGKILL)
                 .with_context(|| format!("starting redis-server on port {port}"))?;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if answers_ping(port) {
-                return Ok(Self { child, port });
+                self.child = Some(child);
+                return Ok(());
             }
             if child.has_exited() {
                 bail!(
@@ -76,9 +91,28 @@ impl ManagedRedis {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// The server's process id while it runs (for SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(ManagedChild::pid)
+    }
+
+    /// Is the process running (not stopped, not crashed)?
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| !c.has_exited())
+    }
+
+    /// Stop the server (SIGTERM, then SIGKILL after 5 s).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.stop();
+        }
+    }
+
     /// Kill the server without warning, as a crash would.
     pub fn kill(&mut self) {
-        self.child.kill();
+        if let Some(mut child) = self.child.take() {
+            child.kill();
+        }
     }
 }
 

@@ -75,11 +75,61 @@ impl Stack {
 
     /// What the servers and labs need to know of this stack.
     pub fn info(&self) -> StackInfo {
+        let (database_url, database_lab_url) = match &self.postgres {
+            PostgresSource::Managed(p) => (
+                p.url_as(crate::store::admin::APP_ROLE),
+                p.url_as(crate::store::admin::LAB_ROLE),
+            ),
+            PostgresSource::External(url) => (url.clone(), url.clone()),
+        };
         StackInfo {
             redis_url: self.redis_url(),
-            database_url: self.database_url(),
+            database_url,
+            database_admin_url: self.database_url(),
+            database_lab_url,
+            redis_managed: matches!(self.redis, RedisSource::Managed(_)),
+            postgres_managed: matches!(self.postgres, PostgresSource::Managed(_)),
             may_flush_redis: self.may_flush_redis(),
             may_reset_data: self.may_reset_data(),
+        }
+    }
+
+    /// Start every managed process that is not running (crashed, or stopped by a lab);
+    /// returns what was started.
+    pub fn revive(&mut self) -> anyhow::Result<Vec<&'static str>> {
+        let mut revived = Vec::new();
+        if let RedisSource::Managed(r) = &mut self.redis {
+            if !r.is_running() {
+                r.start_again()?;
+                revived.push("redis");
+            }
+        }
+        if let PostgresSource::Managed(p) = &mut self.postgres {
+            if !p.is_running() {
+                p.start_again()?;
+                revived.push("postgres");
+            }
+        }
+        Ok(revived)
+    }
+
+    /// SIGCONT every managed process (a pause that outlived its lab).
+    pub fn resume_all(&self) {
+        let pids = [
+            match &self.redis {
+                RedisSource::Managed(r) => r.pid(),
+                RedisSource::External(_) => None,
+            },
+            match &self.postgres {
+                PostgresSource::Managed(p) => p.pid(),
+                PostgresSource::External(_) => None,
+            },
+        ];
+        for pid in pids.into_iter().flatten() {
+            // SAFETY: signalling our own child; SIGCONT on a running process is a no-op.
+            unsafe {
+                libc::kill(pid as i32, libc::SIGCONT);
+            }
         }
     }
 
@@ -141,7 +191,14 @@ impl Stack {
 #[derive(Debug, Clone)]
 pub struct StackInfo {
     pub redis_url: String,
+    /// The URL the strategy servers use (the table's owner on a managed stack).
     pub database_url: String,
+    /// The URL set-up and the per-lab reset use (the superuser on a managed stack).
+    pub database_admin_url: String,
+    /// The URL labs' `db_query`/`db_get` use (rows of `users` only on a managed stack).
+    pub database_lab_url: String,
+    pub redis_managed: bool,
+    pub postgres_managed: bool,
     /// FLUSHALL and CONFIG SET allowed (managed, or `--allow-flush`).
     pub may_flush_redis: bool,
     /// The users table may be truncated and reloaded (managed, or `--reset-data`).

@@ -1,22 +1,16 @@
 //! Cache-aside (lazy loading): the application owns the cache. Reads fill it on a miss;
-//! writes go to Postgres and then invalidate the key, so the next read reloads it.
+//! writes go to Postgres and then invalidate the key as `set_invalidation` says (delete,
+//! double-delete or lease), so the next read reloads it.
 
-use bytes::Bytes;
+use super::Strategy;
 
-use super::{evict_user, Backend, Strategy};
-use crate::store::User;
-
-/// The cache-aside strategy.
+/// The cache-aside strategy: every default of the trait.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct CacheAside;
 
 impl Strategy for CacheAside {
     const NAME: &'static str = "cache-aside";
-
-    /// Delete the key: the next read misses and loads the new row.
-    async fn after_update(&self, b: &Backend, user: &User, _body: &Bytes) {
-        evict_user(b, user.id).await;
-    }
-
-    /// Nothing: the new user is cached when it is first read.
-    async fn after_create(&self, _b: &Backend, _user: &User, _body: &Bytes) {}
+    const SUMMARY: &'static str =
+        "reads: cache, else Postgres then SETEX; writes: Postgres, then invalidate the key (set_invalidation)";
+    const USES_INVALIDATION: bool = true;
 }

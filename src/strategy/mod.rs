@@ -1,43 +1,129 @@
-//! The caching strategies behind one small trait.
+//! The caching strategies behind one small trait, and the one registry that lists them.
 //!
-//! Reads, deletes and the database half of every write work the same way in both
-//! strategies, so they are the trait's provided methods; each strategy file says only what
-//! it does to the cache after a write. The HTTP layer knows nothing beyond this trait.
+//! Reads go through one shared read path (`read`) that applies every remedy; writes go to
+//! Postgres and then a strategy says what happens to the cache (`write`). A strategy file
+//! overrides only what makes it different: write-through caches the written row,
+//! write-behind queues writes in Redis, refresh-ahead refreshes hot entries early. The
+//! HTTP layer knows nothing beyond this trait and the registry.
 
-mod cache_aside;
-mod write_through;
+mod read;
+pub mod registry;
+pub mod remedies;
+mod write;
 
-pub use cache_aside::CacheAside;
-pub use write_through::WriteThrough;
+pub use registry::StrategyEntry;
+pub use write::Fill;
+
+registry::strategies! {
+    cache_aside::CacheAside,
+    write_through::WriteThrough,
+    write_behind::WriteBehind,
+    refresh_ahead::RefreshAhead,
+}
 
 use bytes::Bytes;
 use std::future::Future;
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::cache::{user_key, Cache};
-use crate::counters::Counters;
-use crate::knobs::{Knobs, Protection};
-use crate::store::{Store, User};
+use crate::cache::{Cache, CacheError};
+use crate::counters::{Counter, Counters};
+use crate::knobs::Knobs;
+use crate::store::{DbError, Store, User};
 
-/// What a strategy works with: the table, the cache, its own counters and the shared knobs.
+/// What a strategy server works with: the table, the cache, its own counters, the shared
+/// knobs, and the state its remedies and background work keep.
 pub struct Backend {
+    /// The strategy's registry name.
+    pub name: &'static str,
     pub store: Store,
     pub cache: Cache,
     pub counters: Counters,
     pub knobs: Arc<Knobs>,
+    pub remedies: remedies::State,
+    /// Short background work of this server (refreshes, delayed deletes, shared reads),
+    /// waited for when a lab resets and when the server stops.
+    pub tasks: TaskTracker,
+    /// Long-running background work (write-behind's flusher), waited for when the server
+    /// stops.
+    pub daemons: TaskTracker,
+    /// Cancelled when the server stops: background work ends with it.
+    pub stop: CancellationToken,
+    /// Held by background writers (write-behind's flusher) while they write; the per-lab
+    /// reset holds it so nothing lands in the table while it is rebuilt.
+    pub quiet: tokio::sync::Mutex<()>,
+    /// Requests being answered right now (the reset waits for them).
+    pub in_flight: std::sync::atomic::AtomicUsize,
 }
 
-/// Where a GET's answer came from.
+impl Backend {
+    pub fn new(name: &'static str, store: Store, cache: Cache, knobs: Arc<Knobs>) -> Self {
+        Self {
+            name,
+            store,
+            cache,
+            counters: Counters::default(),
+            knobs,
+            remedies: Default::default(),
+            tasks: TaskTracker::new(),
+            daemons: TaskTracker::new(),
+            stop: CancellationToken::new(),
+            quiet: tokio::sync::Mutex::new(()),
+            in_flight: Default::default(),
+        }
+    }
+
+    /// Count a failed cache call (skipped by the breaker, or failed) and log it.
+    pub fn cache_failed(&self, op: &str, key: &str, e: &CacheError) {
+        self.counters.record(match e {
+            CacheError::Skipped => Counter::CacheBypassed,
+            CacheError::Redis(_) => Counter::CacheErrors,
+        });
+        self.cache.log_error(op, key, e);
+    }
+}
+
+/// Where a read's answer came from: the `X-Cache` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Cache,
-    Database,
+pub enum XCache {
+    /// The cache.
+    Hit,
+    /// This request's own Postgres read (cold, expired, or an early recompute).
+    Miss,
+    /// The cache, past freshness; a refresh was started.
+    Stale,
+    /// Another request's Postgres read, waited for.
+    Coalesced,
 }
 
-/// A user as the HTTP layer sends it: the JSON bytes and where they came from.
+impl XCache {
+    pub const ALL: [XCache; 4] = [XCache::Hit, XCache::Miss, XCache::Stale, XCache::Coalesced];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            XCache::Hit => "HIT",
+            XCache::Miss => "MISS",
+            XCache::Stale => "STALE",
+            XCache::Coalesced => "COALESCED",
+        }
+    }
+
+    /// The counter each answer kind increments.
+    pub fn counter(self) -> Counter {
+        match self {
+            XCache::Hit => Counter::Hits,
+            XCache::Miss => Counter::Misses,
+            XCache::Stale => Counter::Stale,
+            XCache::Coalesced => Counter::Coalesced,
+        }
+    }
+}
+
+/// A read's answer: the user's JSON (`None`: no such user) and where it came from.
 pub struct Fetched {
-    pub body: Bytes,
-    pub source: Source,
+    pub user: Option<Bytes>,
+    pub cache: XCache,
 }
 
 /// Fields a PUT may change.
@@ -46,162 +132,138 @@ pub struct Patch<'a> {
     pub email: Option<&'a str>,
 }
 
-/// A caching strategy: what a server does to the cache around reads and writes. Every
-/// write goes to Postgres first; a strategy says what follows for the cache.
-pub trait Strategy: Send + Sync + 'static {
-    /// The name URLs, logs and labs use ("cache-aside", "write-through").
+/// Why a request could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum StrategyError {
+    /// Postgres is down, slow past its bound, or refused: 503 naming Postgres.
+    #[error("postgres unavailable: {0}")]
+    Postgres(#[from] DbError),
+    /// A write that needs Redis (write-behind queues in Redis) could not reach it.
+    #[error("redis unavailable: {0}")]
+    Redis(#[from] CacheError),
+    /// The same failure, shared by requests that waited on one Postgres read.
+    #[error("{0}")]
+    Shared(Arc<StrategyError>),
+    /// Anything else: a 500 that says what failed.
+    #[error("{0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl StrategyError {
+    /// 503 for an unavailable dependency, 500 for anything else.
+    pub fn status(&self) -> u16 {
+        match self {
+            StrategyError::Postgres(_) | StrategyError::Redis(_) => 503,
+            StrategyError::Shared(inner) => inner.status(),
+            StrategyError::Internal(_) => 500,
+        }
+    }
+}
+
+/// A caching strategy: what a server does to the cache around reads and writes.
+///
+/// Strategies are zero-sized and `Copy`, so background work can take its own copy.
+pub trait Strategy: Copy + Default + Send + Sync + 'static {
+    /// The name URLs, logs, `use_strategy` and `--strategy` use.
     const NAME: &'static str;
+    /// One line for `cachelab api`, the README and `serve --help`.
+    const SUMMARY: &'static str;
+    /// Fill the cache on a miss only if nothing is cached yet (NX): a write that cached a
+    /// newer row in the meantime wins.
+    const FILL_IF_ABSENT: bool = false;
+    /// Refresh a hit in the background when little of its TTL remains (refresh-ahead).
+    const REFRESHES_AHEAD: bool = false;
+    /// Writes invalidate by the `set_invalidation` knob (cache-aside).
+    const USES_INVALIDATION: bool = false;
 
-    /// After a PUT changed `user` in Postgres (`body` is its JSON).
-    fn after_update(
-        &self,
-        b: &Backend,
-        user: &User,
-        body: &Bytes,
-    ) -> impl Future<Output = ()> + Send;
+    /// GET: the shared read path with every remedy.
+    fn read(
+        self,
+        b: &Arc<Backend>,
+        id: i32,
+    ) -> impl Future<Output = Result<Fetched, StrategyError>> + Send {
+        read::read(self, b.clone(), id)
+    }
 
-    /// After a POST created `user` in Postgres (`body` is its JSON).
-    fn after_create(
-        &self,
-        b: &Backend,
-        user: &User,
-        body: &Bytes,
-    ) -> impl Future<Output = ()> + Send;
+    /// Where a miss loads a user from: Postgres (write-behind looks in its queue first).
+    fn load(
+        self,
+        b: &Arc<Backend>,
+        id: i32,
+    ) -> impl Future<Output = Result<Option<User>, StrategyError>> + Send {
+        let b = b.clone();
+        async move {
+            b.counters.record(Counter::DbReads);
+            let delay = b.knobs.get().db_delay();
+            Ok(b.store.get_user(id, delay).await?)
+        }
+    }
 
     /// PUT: change a user in Postgres, then the strategy's cache step. `None` if absent.
     fn update(
-        &self,
-        b: &Backend,
+        self,
+        b: &Arc<Backend>,
         id: i32,
         patch: Patch<'_>,
-    ) -> impl Future<Output = anyhow::Result<Option<Bytes>>> + Send {
-        async move {
-            let Some(user) = b.store.update_user(id, patch.name, patch.email).await? else {
-                return Ok(None);
-            };
-            b.counters.record_db_write();
-            tracing::debug!(strategy = Self::NAME, "DB UPDATED user:{id}");
-            let body = to_json(&user);
-            self.after_update(b, &user, &body).await;
-            Ok(Some(body))
-        }
+    ) -> impl Future<Output = Result<Option<Bytes>, StrategyError>> + Send {
+        write::update(self, b.clone(), id, patch.name, patch.email)
     }
 
     /// POST: create a user in Postgres, then the strategy's cache step.
     fn create(
-        &self,
-        b: &Backend,
+        self,
+        b: &Arc<Backend>,
         name: &str,
         email: &str,
-    ) -> impl Future<Output = anyhow::Result<Bytes>> + Send {
-        async move {
-            let user = b.store.insert_user(name, email).await?;
-            b.counters.record_db_write();
-            tracing::debug!(strategy = Self::NAME, "DB INSERTED user:{}", user.id);
-            let body = to_json(&user);
-            self.after_create(b, &user, &body).await;
-            Ok(body)
-        }
-    }
-
-    /// GET: the cache first; on a miss Postgres, then SETEX the row. Redis failures count
-    /// as misses and never fail the read.
-    fn read(
-        &self,
-        b: &Backend,
-        id: i32,
-    ) -> impl Future<Output = anyhow::Result<Option<Fetched>>> + Send {
-        async move {
-            let key = user_key(id);
-            let cache_answered = match b.cache.get(&key).await {
-                Ok(Some(bytes)) => {
-                    b.counters.record_hit();
-                    tracing::debug!(strategy = Self::NAME, "CACHE HIT {key}");
-                    return Ok(Some(Fetched {
-                        body: bytes,
-                        source: Source::Cache,
-                    }));
-                }
-                Ok(None) => true,
-                Err(e) => {
-                    b.counters.record_cache_error();
-                    b.cache.log_error("GET", &key, &e);
-                    false
-                }
-            };
-            b.counters.record_miss();
-            tracing::debug!(strategy = Self::NAME, "CACHE MISS {key}");
-            let user = match b.knobs.protection() {
-                Protection::None => {
-                    b.counters.record_db_read();
-                    b.store.get_user(id, b.knobs.db_delay()).await?
-                }
-            };
-            let Some(user) = user else { return Ok(None) };
-            let body = to_json(&user);
-            if cache_answered {
-                cache_user(b, &user, &body).await;
-            }
-            Ok(Some(Fetched {
-                body,
-                source: Source::Database,
-            }))
-        }
+    ) -> impl Future<Output = Result<Bytes, StrategyError>> + Send {
+        write::create(self, b.clone(), name, email)
     }
 
     /// DELETE: remove the row, then the cache entry. `false` if there was no such user.
-    fn delete(&self, b: &Backend, id: i32) -> impl Future<Output = anyhow::Result<bool>> + Send {
-        async move {
-            let existed = b.store.delete_user(id).await?;
-            b.counters.record_db_write();
-            tracing::debug!(strategy = Self::NAME, "DB DELETED user:{id}");
-            evict_user(b, id).await;
-            Ok(existed)
-        }
+    fn delete(
+        self,
+        b: &Arc<Backend>,
+        id: i32,
+    ) -> impl Future<Output = Result<bool, StrategyError>> + Send {
+        write::delete(self, b.clone(), id)
+    }
+
+    /// After a PUT changed `user` in Postgres (`body` is its JSON): by default the
+    /// invalidation knob's step (cache-aside).
+    fn after_update(
+        self,
+        b: &Arc<Backend>,
+        user: &User,
+        body: &Bytes,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = body;
+        remedies::invalidation::after_write(b.clone(), user.id, Self::USES_INVALIDATION)
+    }
+
+    /// After a POST created `user`: by default drop any tombstone cached for its id.
+    fn after_create(
+        self,
+        b: &Arc<Backend>,
+        user: &User,
+        body: &Bytes,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = body;
+        remedies::invalidation::after_write(b.clone(), user.id, Self::USES_INVALIDATION)
+    }
+
+    /// After a DELETE removed user `id`.
+    fn after_delete(self, b: &Arc<Backend>, id: i32) -> impl Future<Output = ()> + Send {
+        remedies::invalidation::after_write(b.clone(), id, Self::USES_INVALIDATION)
+    }
+
+    /// Start the strategy's background work (write-behind's flusher); it must end when
+    /// `b.stop` is cancelled. Most strategies have none.
+    fn start_background(self, b: &Arc<Backend>) {
+        let _ = b;
     }
 }
 
 /// The JSON the API returns for a user.
 pub fn to_json(user: &User) -> Bytes {
     Bytes::from(serde_json::to_vec(user).expect("a user always serialises"))
-}
-
-/// SETEX the user's JSON (plus the padding knob's filler, as trailing JSON whitespace so
-/// the cached value stays valid JSON), counting success or failure.
-pub async fn cache_user(b: &Backend, user: &User, body: &[u8]) {
-    let key = user_key(user.id);
-    let padding = b.knobs.padding();
-    let value: std::borrow::Cow<[u8]> = if padding == 0 {
-        body.into()
-    } else {
-        let mut padded = Vec::with_capacity(body.len() + padding);
-        padded.extend_from_slice(body);
-        padded.resize(body.len() + padding, b' ');
-        padded.into()
-    };
-    match b.cache.set_ex(&key, &value, b.knobs.ttl()).await {
-        Ok(()) => {
-            b.counters.record_cache_set();
-            tracing::debug!("CACHE UPDATED {key} (ttl {} s)", b.knobs.ttl());
-        }
-        Err(e) => {
-            b.counters.record_cache_error();
-            b.cache.log_error("SETEX", &key, &e);
-        }
-    }
-}
-
-/// DEL the user's cache entry, counting success or failure.
-pub async fn evict_user(b: &Backend, id: i32) {
-    let key = user_key(id);
-    match b.cache.del(&key).await {
-        Ok(()) => {
-            b.counters.record_cache_del();
-            tracing::debug!("CACHE DELETED {key}");
-        }
-        Err(e) => {
-            b.counters.record_cache_error();
-            b.cache.log_error("DEL", &key, &e);
-        }
-    }
 }

@@ -3,23 +3,28 @@
 //! (The seed app cached a partial row on PUT; we cache what the database holds.)
 
 use bytes::Bytes;
+use std::sync::Arc;
 
-use super::{cache_user, Backend, Strategy};
+use super::write::{cache_row, Fill};
+use super::{Backend, Strategy};
 use crate::store::User;
 
 /// The write-through strategy.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct WriteThrough;
 
 impl Strategy for WriteThrough {
     const NAME: &'static str = "write-through";
+    const SUMMARY: &'static str =
+        "reads: cache, else Postgres then SETEX; writes: Postgres (RETURNING *), then SETEX the whole row";
 
     /// SETEX the row Postgres returned.
-    async fn after_update(&self, b: &Backend, user: &User, body: &Bytes) {
-        cache_user(b, user, body).await;
+    async fn after_update(self, b: &Arc<Backend>, user: &User, body: &Bytes) {
+        cache_row(b, user.id, body, Fill::Always).await;
     }
 
-    /// SETEX the new row, so its first read is a hit.
-    async fn after_create(&self, b: &Backend, user: &User, body: &Bytes) {
-        cache_user(b, user, body).await;
+    /// SETEX the new row, so its first read is a hit (and no tombstone hides it).
+    async fn after_create(self, b: &Arc<Backend>, user: &User, body: &Bytes) {
+        cache_row(b, user.id, body, Fill::Always).await;
     }
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use cachelab::services::{ServerOptions, Services, Which};
+use cachelab::services::{ServerOptions, Services, SharedStack};
 use cachelab::stack::{Stack, StackInfo, StackOptions};
 use http_body_util::{BodyExt, Full};
 use hyper::Method;
@@ -14,11 +14,19 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// The managed stack this test binary shares; the reaper ends it when the binary exits.
-pub fn shared_stack() -> StackInfo {
-    static STACK: OnceLock<Stack> = OnceLock::new();
+pub fn shared_stack() -> SharedStack {
+    static STACK: OnceLock<SharedStack> = OnceLock::new();
     STACK
-        .get_or_init(|| Stack::start(StackOptions::default()).expect("starting the managed stack"))
-        .info()
+        .get_or_init(|| {
+            let stack = Stack::start(StackOptions::default()).expect("starting the managed stack");
+            std::sync::Arc::new(std::sync::Mutex::new(stack))
+        })
+        .clone()
+}
+
+/// What the servers and labs know of a shared stack.
+pub fn info(stack: &SharedStack) -> StackInfo {
+    stack.lock().unwrap().info()
 }
 
 /// Tests that share the stack reload its table when they start, so they take turns.
@@ -27,14 +35,9 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-/// Both strategy servers on free ports over `stack`, data freshly loaded.
-pub async fn start_services(stack: StackInfo) -> Services {
-    let options = ServerOptions {
-        bind: [127, 0, 0, 1].into(),
-        port: 0,
-        which: Which::Both,
-        ttl: 60,
-    };
+/// Every strategy server on free ports over `stack`, data freshly loaded.
+pub async fn start_services(stack: SharedStack) -> Services {
+    let options = ServerOptions::loopback(60);
     let services = Services::start(stack, &options)
         .await
         .expect("starting the servers");
@@ -106,8 +109,14 @@ pub async fn get(url: &str) -> Answer {
 }
 
 /// A raw Redis command on the stack's Redis.
-pub async fn redis_cmd<T: redis::FromRedisValue>(stack: &StackInfo, args: &[&str]) -> T {
-    let client = redis::Client::open(stack.redis_url.as_str()).expect("redis url");
+pub async fn redis_cmd<T: redis::FromRedisValue>(stack: &SharedStack, args: &[&str]) -> T {
+    let url = info(stack).redis_url;
+    redis_at(&url, args).await
+}
+
+/// A raw Redis command on the Redis at `url`.
+pub async fn redis_at<T: redis::FromRedisValue>(url: &str, args: &[&str]) -> T {
+    let client = redis::Client::open(url).expect("redis url");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
@@ -117,6 +126,16 @@ pub async fn redis_cmd<T: redis::FromRedisValue>(stack: &StackInfo, args: &[&str
         cmd.arg(*a);
     }
     cmd.query_async(&mut conn).await.expect("redis command")
+}
+
+/// A count from SQL, run on the database's admin URL.
+pub async fn sql_count(services: &Services, sql: &str) -> i64 {
+    let (client, conn) =
+        tokio_postgres::connect(&services.stack.database_admin_url, tokio_postgres::NoTls)
+            .await
+            .expect("postgres");
+    tokio::spawn(conn);
+    client.query_one(sql, &[]).await.expect("query").get(0)
 }
 
 /// The cachelab binary under test.
@@ -178,10 +197,10 @@ pub fn private_tmpdir() -> tempfile::TempDir {
     dir
 }
 
-/// A port P with P and P+1 free right now (serve puts write-through on P+1). It is picked
-/// below the kernel's ephemeral range, so no outgoing connection or `bind(0)` elsewhere
-/// takes it in the meantime.
-pub fn free_port_pair() -> u16 {
+/// A port P with P and the ports after it free right now, one per strategy (serve puts
+/// each strategy on P + its registry offset). It is picked below the kernel's ephemeral
+/// range, so no outgoing connection or `bind(0)` elsewhere takes it in the meantime.
+pub fn free_port_block() -> u16 {
     let mut seed = std::process::id() as u64
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -193,7 +212,8 @@ pub fn free_port_pair() -> u16 {
             .wrapping_add(1442695040888963407);
         let port = 20_000 + (seed >> 33) as u16 % 10_000;
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        if free(port) && free(port + 1) {
+        let count = cachelab::strategy::REGISTRY.len() as u16;
+        if (port..port + count).all(free) {
             return port;
         }
     }

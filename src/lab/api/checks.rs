@@ -1,11 +1,14 @@
 //! What a lab concludes: checks that are recorded and go on, asserts that stop the lab,
-//! and notes for the report.
+//! and notes, tables and charts for the report — all kept in the order they happened.
 
-use rhai::{Dynamic, NativeCallContext};
+use rhai::{Array, Dynamic, Map, NativeCallContext};
 
 use super::{def, Registry};
 use crate::lab::context::{self, Halt};
-use crate::lab::convert::{arg_bool, arg_str, same_value, LabResult};
+use crate::lab::convert::{
+    arg_array, arg_bool, arg_map, arg_num, arg_str, lab_error, same_value, to_json, LabResult,
+};
+use crate::lab::report::{ChartSpec, Event};
 
 pub fn register(r: &mut Registry) {
     def!(
@@ -18,7 +21,7 @@ pub fn register(r: &mut Registry) {
             let pass = arg_bool("check", "condition", &condition)?;
             let line = call.call_position().line();
             context::with(|ctx| {
-                ctx.add_check(name, pass, line);
+                ctx.add(Event::Check { name, pass, line });
                 Ok(pass)
             })
         }
@@ -60,9 +63,154 @@ pub fn register(r: &mut Registry) {
                 text.to_string()
             };
             context::with(|ctx| {
-                ctx.add_note(text);
+                ctx.add(Event::Note { text });
                 Ok(())
             })
         }
     );
+    def!(r, "checks", "table(title: string, rows: array)",
+        "A table in the report: rows an array of arrays whose first row names the columns, or an array of maps (columns in key order).",
+        |title: Dynamic, rows: Dynamic| -> LabResult<()> {
+            let title = arg_str("table", "title", &title)?;
+            let rows = arg_array("table", "rows", &rows)?;
+            let (columns, rows) = table_rows(None, rows)?;
+            context::with(|ctx| {
+                ctx.add(Event::Table { title, columns, rows });
+                Ok(())
+            })
+        });
+    def!(
+        r,
+        "checks",
+        "table(title: string, columns: array, rows: array)",
+        "A table with its columns in this order; rows are arrays, or maps read by column name.",
+        |title: Dynamic, columns: Dynamic, rows: Dynamic| -> LabResult<()> {
+            let title = arg_str("table", "title", &title)?;
+            let columns = arg_array("table", "columns", &columns)?
+                .iter()
+                .map(|c| arg_str("table", "columns[]", c))
+                .collect::<LabResult<Vec<_>>>()?;
+            let rows = arg_array("table", "rows", &rows)?;
+            let (columns, rows) = table_rows(Some(columns), rows)?;
+            context::with(|ctx| {
+                ctx.add(Event::Table {
+                    title,
+                    columns,
+                    rows,
+                });
+                Ok(())
+            })
+        }
+    );
+    def!(r, "checks", "chart(title: string, opts: map)",
+        "A chart in the HTML report: opts x and y (axis labels), series (name → array of [x, y]), kind (\"line\" or \"bar\"), categories (names of x = 0, 1, ...).",
+        |title: Dynamic, opts: Dynamic| -> LabResult<()> {
+            let title = arg_str("chart", "title", &title)?;
+            let opts = arg_map("chart", "opts", &opts)?;
+            let chart = chart_spec(title, &opts)?;
+            context::with(|ctx| {
+                ctx.add(Event::Chart(chart));
+                Ok(())
+            })
+        });
+}
+
+/// Columns and rows of a table, from arrays (first row = header unless `columns` is
+/// given) or maps.
+fn table_rows(
+    columns: Option<Vec<String>>,
+    rows: Array,
+) -> LabResult<(Vec<String>, Vec<Vec<serde_json::Value>>)> {
+    let mut rows = rows.into_iter();
+    let first = rows.clone().next();
+    let columns = match (columns, &first) {
+        (Some(columns), _) => columns,
+        (None, Some(first)) if first.is_map() => first
+            .clone()
+            .cast::<Map>()
+            .keys()
+            .map(|k| k.to_string())
+            .collect(),
+        (None, Some(first)) => {
+            let header = arg_array("table", "rows[0]", first)?;
+            rows.next();
+            header.iter().map(|c| c.to_string()).collect()
+        }
+        (None, None) => return Err(lab_error("table: `rows` is empty")),
+    };
+    let body = rows
+        .map(|row| {
+            if row.is_map() {
+                let map = row.cast::<Map>();
+                Ok(columns
+                    .iter()
+                    .map(|c| map.get(c.as_str()).map_or(serde_json::Value::Null, to_json))
+                    .collect())
+            } else {
+                let cells = arg_array("table", "rows[]", &row)?;
+                Ok(cells.iter().map(to_json).collect())
+            }
+        })
+        .collect::<LabResult<Vec<_>>>()?;
+    Ok((columns, body))
+}
+
+/// A chart from `chart()`'s options.
+fn chart_spec(title: String, opts: &Map) -> LabResult<ChartSpec> {
+    const KNOWN: [&str; 5] = ["x", "y", "series", "kind", "categories"];
+    if let Some(unknown) = opts.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(lab_error(format!(
+            "chart: unknown option `{unknown}`; known: {}",
+            KNOWN.join(", ")
+        )));
+    }
+    let text = |key: &str| -> LabResult<String> {
+        opts.get(key).map_or(Ok(String::new()), |v| {
+            arg_str("chart", &format!("opts.{key}"), v)
+        })
+    };
+    let kind = match text("kind")?.as_str() {
+        "" | "line" => "line",
+        "bar" => "bar",
+        other => {
+            return Err(lab_error(format!(
+                "chart: `kind` must be \"line\" or \"bar\", got {other:?}"
+            )))
+        }
+    };
+    let series_map = opts
+        .get("series")
+        .ok_or_else(|| lab_error("chart: give `series`, a map of name → array of [x, y]"))?;
+    let series_map = arg_map("chart", "opts.series", series_map)?;
+    let mut series = Vec::new();
+    for (name, points) in &series_map {
+        let points = arg_array("chart", &format!("opts.series.{name}"), points)?
+            .iter()
+            .map(|p| {
+                let pair = arg_array("chart", &format!("opts.series.{name}[]"), p)?;
+                match pair.as_slice() {
+                    [x, y] => Ok((arg_num("chart", "x", x)?, arg_num("chart", "y", y)?)),
+                    _ => Err(lab_error(format!(
+                        "chart: each point of series {name:?} must be [x, y]"
+                    ))),
+                }
+            })
+            .collect::<LabResult<Vec<_>>>()?;
+        series.push((name.to_string(), points));
+    }
+    let categories = match opts.get("categories") {
+        Some(c) => arg_array("chart", "opts.categories", c)?
+            .iter()
+            .map(|v| v.to_string())
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(ChartSpec {
+        title,
+        x: text("x")?,
+        y: text("y")?,
+        kind: kind.to_string(),
+        series,
+        categories,
+    })
 }

@@ -1,4 +1,6 @@
-//! Looking inside PostgreSQL, bypassing the servers and the cache.
+//! Looking inside PostgreSQL, bypassing the servers and the cache, on the lab's own
+//! session: as a role that may only read and change rows of `users` (managed stack), or
+//! read-only on an external database the lab may not reset.
 
 use rhai::{Array, Dynamic};
 
@@ -13,18 +15,24 @@ pub fn register(r: &mut Registry) {
             let id = arg_int("db_get", "id", &id)?;
             let Ok(id) = i32::try_from(id) else { return Ok(Dynamic::UNIT) };
             context::with(|ctx| {
-                let store = ctx.services.store.clone();
+                let mut db = ctx.db.borrow_mut();
                 let user = ctx
-                    .block_on(async move { store.get_user(id, std::time::Duration::ZERO).await })?
+                    .block_on(db.get_user(id))?
                     .map_err(|e| lab_error(format!("db_get: {e:#}")))?;
-                Ok(user.map_or(Dynamic::UNIT, |u| crate::lab::convert::to_dynamic(&u)))
+                Ok(user.map_or(Dynamic::UNIT, |u| {
+                    let row = crate::lab::convert::to_dynamic(&u);
+                    if let Some(map) = row.read_lock::<rhai::Map>() {
+                        ctx.remember_shape("db_get", &map);
+                    }
+                    row
+                }))
             })
         });
     def!(
         r,
         "database",
         "db_query(sql: string) -> array",
-        "Run SQL; rows come back as an array of maps (empty for statements without rows).",
+        "Run one SQL statement; rows come back as an array of maps (empty for statements without rows).",
         |sql: Dynamic| -> LabResult<Array> { query("db_query", &sql, Vec::new()) }
     );
     def!(r, "database", "db_query(sql: string, params: array) -> array",
@@ -39,9 +47,9 @@ fn query(function: &str, sql: &Dynamic, params: Array) -> LabResult<Array> {
     let sql = arg_str(function, "sql", sql)?;
     let params: Vec<serde_json::Value> = params.iter().map(to_json).collect();
     context::with(|ctx| {
-        let store = ctx.services.store.clone();
+        let mut db = ctx.db.borrow_mut();
         let rows = ctx
-            .block_on(async move { store.query_json(&sql, &params).await })?
+            .block_on(db.query_json(&sql, &params))?
             .map_err(|e| lab_error(format!("{function}: {e:#}")))?;
         Ok(rows.iter().map(from_json).collect())
     })

@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{def, Registry};
-use crate::lab::context::{self, LabContext};
+use crate::lab::context::{self, LabContext, Pending};
 use crate::lab::convert::{
-    arg_array, arg_count, arg_map, arg_num, arg_str, lab_error, to_dynamic, LabResult,
+    arg_array, arg_count, arg_int, arg_map, arg_num, arg_str, from_json, lab_error, LabResult,
 };
+use crate::lab::report::Event;
 use crate::load::{self, KeyDist, Pace, Plan, Progress, Stop, Target};
 
 /// The options `load()` understands.
@@ -32,9 +33,41 @@ pub fn register(r: &mut Registry) {
             let opts = arg_map("load", "opts", &opts)?;
             context::with(|ctx| {
                 let plan = plan_from(ctx, &opts)?;
-                run_measured(ctx, plan)
+                run_measured(ctx, plan, label_of(&opts))
             })
         });
+    def!(r, "load", "load_async(opts: map) -> int",
+        "Start load(opts) in the background and go on; load_wait(handle) gives its stats. It stops with the lab.",
+        |opts: Dynamic| -> LabResult<i64> {
+            let opts = arg_map("load_async", "opts", &opts)?;
+            context::with(|ctx| {
+                let plan = plan_from(ctx, &opts)?;
+                let run = measured(ctx, plan)?;
+                let task = ctx.runtime.spawn(run);
+                Ok(ctx.park(Pending::Load(task, label_of(&opts))))
+            })
+        });
+    def!(
+        r,
+        "load",
+        "load_wait(handle: int) -> map",
+        "Wait for a load started by load_async; returns the same stats as load().",
+        |handle: Dynamic| -> LabResult<Map> {
+            let handle = arg_int("load_wait", "handle", &handle)?;
+            context::with(|ctx| {
+                let pending = ctx.pending.borrow_mut().remove(&handle);
+                let Some(Pending::Load(task, label)) = pending else {
+                    return Err(lab_error(format!(
+                        "load_wait: no load running with handle {handle}"
+                    )));
+                };
+                let figures = ctx
+                    .block_on(task)?
+                    .map_err(|e| lab_error(format!("load_wait: the load failed: {e}")))?;
+                Ok(finish(ctx, label, figures))
+            })
+        }
+    );
     def!(r, "load", "stampede(path: string, n: int) -> map",
         "Open n connections, then release n GETs of path at once; returns the same stats as load().",
         |path: Dynamic, n: Dynamic| -> LabResult<Map> {
@@ -45,9 +78,15 @@ pub fn register(r: &mut Registry) {
             }
             context::with(|ctx| {
                 let target = Target::parse(&ctx.url_for(&path)?).map_err(lab_error)?;
-                run_measured(ctx, Plan::stampede(target, n))
+                run_measured(ctx, Plan::stampede(target, n), format!("stampede {path} × {n}"))
             })
         });
+}
+
+/// How a load is named in the report: its path(s).
+fn label_of(opts: &Map) -> String {
+    let paths = opts.get("path").or_else(|| opts.get("paths"));
+    format!("load {}", paths.map(|p| p.to_string()).unwrap_or_default())
 }
 
 fn plan_from(ctx: &LabContext, opts: &Map) -> LabResult<Plan> {
@@ -145,21 +184,45 @@ fn plan_from(ctx: &LabContext, opts: &Map) -> LabResult<Plan> {
     Ok(plan)
 }
 
-/// Run `plan` and return its figures plus the current server's counter deltas.
-fn run_measured(ctx: &LabContext, mut plan: Plan) -> LabResult<Map> {
+/// A load run that measures `plan` against the current strategy's server: its figures
+/// plus the server's counter deltas over the run, as JSON (so it can run on the runtime
+/// while the lab goes on).
+fn measured(
+    ctx: &LabContext,
+    mut plan: Plan,
+) -> LabResult<impl std::future::Future<Output = serde_json::Value> + Send + 'static> {
     let strategy = ctx.strategy.borrow().clone();
     let server = ctx
         .services
         .server(&strategy)
         .ok_or_else(|| lab_error(format!("no {strategy} server is running")))?;
-    let before = server.backend.counters.snapshot();
+    let backend = server.backend.clone();
     plan.timeout = plan.timeout.min(ctx.remaining());
-    let summary = ctx.block_on(load::run(plan, Arc::new(Progress::default())))?;
-    let delta = server.backend.counters.snapshot().since(&before);
-    let figures = summary.figures();
-    let mut map = to_dynamic(&figures).cast::<Map>();
-    map.insert("hits".into(), Dynamic::from(delta.hits as i64));
-    map.insert("misses".into(), Dynamic::from(delta.misses as i64));
-    map.insert("db_reads".into(), Dynamic::from(delta.db_reads as i64));
-    Ok(map)
+    Ok(async move {
+        let before = backend.counters.snapshot();
+        let summary = load::run(plan, Arc::new(Progress::default())).await;
+        let delta = backend.counters.snapshot().since(&before);
+        let mut figures = serde_json::to_value(summary.figures()).unwrap_or_default();
+        if let Some(map) = figures.as_object_mut() {
+            for (name, value) in delta.fields() {
+                map.insert(name.to_string(), value.into());
+            }
+        }
+        figures
+    })
+}
+
+/// Run `plan` now and return its figures (and note it in the report).
+fn run_measured(ctx: &LabContext, plan: Plan, label: String) -> LabResult<Map> {
+    let run = measured(ctx, plan)?;
+    let figures = ctx.block_on(run)?;
+    Ok(finish(ctx, label, figures))
+}
+
+/// The figures as the lab's map, recorded in the report for its charts.
+fn finish(ctx: &LabContext, label: String, figures: serde_json::Value) -> Map {
+    let map = from_json(&figures).cast::<Map>();
+    ctx.remember_shape("load", &map);
+    ctx.add(Event::Load { label, figures });
+    map
 }

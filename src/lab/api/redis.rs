@@ -109,9 +109,9 @@ pub fn register(r: &mut Registry) {
         |pattern: Dynamic| -> LabResult<Array> {
             let pattern = arg_str("redis_keys", "pattern", &pattern)?;
             context::with(|ctx| {
-                let cache = ctx.services.cache.clone();
+                let mut conn = ctx.redis()?;
                 let keys = ctx
-                    .block_on(async move { cache.scan_keys(&pattern).await })?
+                    .block_on(async move { crate::cache::scan_keys(&mut conn, &pattern).await })?
                     .map_err(|e| lab_error(format!("redis: {e}")))?;
                 Ok(keys.into_iter().map(Dynamic::from).collect())
             })
@@ -126,11 +126,16 @@ pub fn register(r: &mut Registry) {
     def!(
         r,
         "redis",
-        "set_policy(policy: string, maxmemory: int)",
-        "CONFIG SET maxmemory-policy and maxmemory (bytes) together.",
+        "set_policy(policy: string, maxmemory: int|string)",
+        "CONFIG SET maxmemory-policy and maxmemory together; maxmemory in bytes or a Redis size such as \"2mb\" or \"1gb\".",
         |policy: Dynamic, maxmemory: Dynamic| -> LabResult<()> {
             let policy = arg_str("set_policy", "policy", &policy)?;
-            let bytes = arg_count("set_policy", "maxmemory", &maxmemory)?;
+            let bytes = if maxmemory.is_string() {
+                let text = arg_str("set_policy", "maxmemory", &maxmemory)?;
+                parse_size(&text).map_err(|e| lab_error(format!("set_policy: {e}")))?
+            } else {
+                arg_count("set_policy", "maxmemory", &maxmemory)?
+            };
             context::with(|ctx| set_policy(ctx, &policy, Some(bytes)))
         }
     );
@@ -162,8 +167,37 @@ fn ensure_may_flush(ctx: &LabContext, what: &str) -> LabResult<()> {
     }
 }
 
+/// A Redis size as `redis.conf` and `redis-cli` write it: `100`, `2mb`, `1gb`, `512k`
+/// (k/m/g are powers of 1000, kb/mb/gb of 1024).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let scale: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1000,
+        "kb" => 1024,
+        "m" => 1000 * 1000,
+        "mb" => 1024 * 1024,
+        "g" => 1000 * 1000 * 1000,
+        "gb" => 1024 * 1024 * 1024,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a Redis size (e.g. 100000, 512kb, 2mb, 1gb)"
+            ))
+        }
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{text:?} is not a Redis size (e.g. 100000, 512kb, 2mb, 1gb)"))
+}
+
 fn query<T: redis::FromRedisValue>(ctx: &LabContext, cmd: redis::Cmd) -> LabResult<T> {
-    let mut conn = ctx.services.cache.connection();
+    let mut conn = ctx.redis()?;
     ctx.block_on(async move { cmd.query_async::<T>(&mut conn).await })?
         .map_err(|e| lab_error(format!("redis: {e}")))
 }
@@ -252,6 +286,16 @@ fn from_redis(value: redis::Value) -> Dynamic {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn redis_sizes_parse_as_redis_reads_them() {
+        assert_eq!(super::parse_size("2mb").unwrap(), 2 * 1024 * 1024);
+        assert_eq!(super::parse_size("1GB").unwrap(), 1024 * 1024 * 1024);
+        assert_eq!(super::parse_size("512k").unwrap(), 512_000);
+        assert_eq!(super::parse_size("1000").unwrap(), 1000);
+        assert!(super::parse_size("2 tb").is_err());
+        assert!(super::parse_size("mb").is_err());
+    }
+
     #[test]
     fn info_numbers_are_numbers() {
         let map = super::parse_info("# Memory\r\nused_memory:1048576\r\nmem_fragmentation_ratio:1.5\r\nmaxmemory_policy:noeviction\r\n");

@@ -11,7 +11,7 @@ pub fn register(r: &mut Registry) {
         r,
         "target",
         "use_strategy(name: string)",
-        "Send relative paths to this strategy's server: \"cache-aside\" or \"write-through\".",
+        "Send relative paths to this strategy's server: \"cache-aside\", \"write-through\", \"write-behind\" or \"refresh-ahead\".",
         |name: Dynamic| -> LabResult<()> {
             let name = arg_str("use_strategy", "name", &name)?;
             context::with(|ctx| {

@@ -1,0 +1,28 @@
+//! The Redis keys cachelab writes. User rows keep the seed apps' `user:{id}` so
+//! `redis-cli GET user:1` works as it did; the keys that travel with a row (its lock, its
+//! lease) carry the row's key as a hash tag, so on a Redis Cluster they share its slot and
+//! one script can use both.
+
+/// The cache key of a user, as the seed apps named it.
+pub fn user_key(id: i32) -> String {
+    format!("user:{id}")
+}
+
+/// The `lock` protection's key for a user's row.
+pub fn lock_key(id: i32) -> String {
+    format!("lock:{{user:{id}}}")
+}
+
+/// The `lease` invalidation's key for a user's row.
+pub fn lease_key(id: i32) -> String {
+    format!("lease:{{user:{id}}}")
+}
+
+/// Write-behind's queue of writes not yet in Postgres: a hash, user id → queued write.
+pub const WB_QUEUE: &str = "{wb}:queue";
+/// The batch write-behind's flusher is applying right now (renamed from the queue).
+pub const WB_FLUSHING: &str = "{wb}:flushing";
+
+/// Glob patterns of every key cachelab itself writes (the partial reset of an external
+/// Redis deletes exactly these).
+pub const OWN_KEY_PATTERNS: [&str; 4] = ["user:*", "lock:{user:*", "lease:{user:*", "{wb}:*"];

@@ -1,0 +1,417 @@
+//! The Redis side of every strategy: rows under `user:{id}`, their locks and leases, and
+//! write-behind's queue, over one shared, multiplexed, reconnecting connection.
+//!
+//! Redis trouble is never fatal to a read: callers count it and fall back to Postgres.
+//! An unreachable Redis opens a breaker (see `breaker`) so requests stop waiting on it;
+//! error replies (OOM under noeviction) are logged once per burst, not per request.
+
+mod breaker;
+mod conn;
+pub mod keys;
+
+pub use conn::RedisConn;
+pub use keys::user_key;
+
+use bytes::Bytes;
+use redis::AsyncCommands;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use breaker::Breaker;
+
+/// A quiet spell this long ends a burst of Redis error replies.
+const BURST_GAP: Duration = Duration::from_secs(5);
+
+/// How long a Redis call may take unless `--redis-timeout` says otherwise.
+pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Why a cache call did not give an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// Redis was found unreachable; the call was skipped (breaker open).
+    #[error("Redis is down (skipped)")]
+    Skipped,
+    #[error("{0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// A cached value and how long it has left to live.
+pub struct Entry {
+    pub value: Bytes,
+    /// Remaining time to live in milliseconds (-1: no expiry).
+    pub pttl_ms: i64,
+}
+
+/// A handle on the Redis cache; cheap to clone.
+#[derive(Clone)]
+pub struct Cache {
+    conn: RedisConn,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    breaker: Breaker,
+    burst: Mutex<ErrorBurst>,
+}
+
+/// When the current burst of error replies started and how many it has had.
+#[derive(Default)]
+struct ErrorBurst {
+    last_error: Option<Instant>,
+    count: u64,
+}
+
+/// Release a lock only if we still hold it (its value is our token).
+static LOCK_RELEASE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) \
+         else return 0 end",
+    )
+});
+
+/// Fill a row only while our lease is valid (a write revokes it by deleting it).
+static LEASE_FILL: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[2]) == ARGV[1] then \
+           redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]); redis.call('DEL', KEYS[2]); \
+           return 1 \
+         else return 0 end",
+    )
+});
+
+/// Replace a value only if it is still exactly the one a refresh started from.
+static REPLACE_IF_SAME: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+           redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]); return 1 \
+         else return 0 end",
+    )
+});
+
+impl Cache {
+    /// A cache over `conn`.
+    pub fn new(conn: RedisConn) -> Self {
+        Self {
+            conn,
+            shared: Default::default(),
+        }
+    }
+
+    /// Is Redis known to be down right now (breaker open)?
+    pub fn is_down(&self) -> bool {
+        self.shared.breaker.is_open()
+    }
+
+    /// Run one call through the breaker.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, CacheError>
+    where
+        F: FnOnce(RedisConn) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        if !self.shared.breaker.allows() {
+            return Err(CacheError::Skipped);
+        }
+        match call(self.conn.clone()).await {
+            Ok(v) => {
+                self.shared.breaker.succeeded();
+                Ok(v)
+            }
+            Err(e) => {
+                if breaker::is_unreachable(&e) {
+                    if self.shared.breaker.unreachable(&e) {
+                        self.start_probe();
+                    }
+                } else {
+                    self.shared.breaker.succeeded();
+                }
+                Err(CacheError::Redis(e))
+            }
+        }
+    }
+
+    /// PING Redis in the background until it answers, then close the breaker.
+    fn start_probe(&self) {
+        let mut conn = self.conn.clone();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(breaker::PROBE_EVERY).await;
+                let ping = redis::cmd("PING");
+                let answer = ping.query_async::<String>(&mut conn);
+                if let Ok(Ok(_)) = tokio::time::timeout(breaker::PROBE_EVERY, answer).await {
+                    shared.breaker.close();
+                    return;
+                }
+            }
+        });
+    }
+
+    /// The cached bytes of `key`, if any.
+    pub async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
+        self.call(|mut c| async move {
+            let v: Option<Vec<u8>> = c.get(key).await?;
+            Ok(v.map(Bytes::from))
+        })
+        .await
+    }
+
+    /// The cached bytes of `key` and its remaining TTL, in one round trip.
+    pub async fn get_with_ttl(&self, key: &str) -> Result<Option<Entry>, CacheError> {
+        self.call(|mut c| async move {
+            let (value, pttl): (Option<Vec<u8>>, i64) =
+                redis::pipe().get(key).pttl(key).query_async(&mut c).await?;
+            Ok(value.map(|v| Entry {
+                value: Bytes::from(v),
+                pttl_ms: pttl,
+            }))
+        })
+        .await
+    }
+
+    /// SET `key` to `value` for `ttl` (at least 1 ms). With `only_if_absent` (NX) an
+    /// existing value wins; returns whether the value was written.
+    pub async fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        only_if_absent: bool,
+    ) -> Result<bool, CacheError> {
+        let ms = (ttl.as_millis() as u64).max(1);
+        self.call(|mut c| async move {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(value).arg("PX").arg(ms);
+            if only_if_absent {
+                cmd.arg("NX");
+            }
+            let reply: Option<String> = cmd.query_async(&mut c).await?;
+            Ok(reply.is_some())
+        })
+        .await
+    }
+
+    /// DEL `keys` (on a cluster they must share a slot).
+    pub async fn del(&self, keys: &[&str]) -> Result<(), CacheError> {
+        self.call(|mut c| async move { c.del::<_, ()>(keys).await })
+            .await
+    }
+
+    /// Try to take the lock `key` for `ttl`, holding `token`.
+    pub async fn try_lock(
+        &self,
+        key: &str,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        self.call(|mut c| async move {
+            let reply: Option<String> = redis::cmd("SET")
+                .arg(key)
+                .arg(token)
+                .arg("NX")
+                .arg("PX")
+                .arg((ttl.as_millis() as u64).max(1))
+                .query_async(&mut c)
+                .await?;
+            Ok(reply.is_some())
+        })
+        .await
+    }
+
+    /// Release the lock `key` if it still holds `token` (an expired lock someone else took
+    /// since is left alone).
+    pub async fn unlock(&self, key: &str, token: &str) -> Result<(), CacheError> {
+        self.call(|mut c| async move {
+            LOCK_RELEASE
+                .key(key)
+                .arg(token)
+                .invoke_async::<i64>(&mut c)
+                .await
+                .map(drop)
+        })
+        .await
+    }
+
+    /// SET `key` to `value` only while `lease_key` still holds `token`; the lease is used
+    /// up. Returns whether the value was written.
+    pub async fn fill_with_lease(
+        &self,
+        key: &str,
+        lease_key: &str,
+        token: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        self.call(|mut c| async move {
+            let done: i64 = LEASE_FILL
+                .key(key)
+                .key(lease_key)
+                .arg(token)
+                .arg(value)
+                .arg((ttl.as_millis() as u64).max(1))
+                .invoke_async(&mut c)
+                .await?;
+            Ok(done == 1)
+        })
+        .await
+    }
+
+    /// SET `key` to `value` only if it still holds exactly `old`; returns whether it did.
+    pub async fn replace(
+        &self,
+        key: &str,
+        old: &[u8],
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        self.call(|mut c| async move {
+            let done: i64 = REPLACE_IF_SAME
+                .key(key)
+                .arg(old)
+                .arg(value)
+                .arg((ttl.as_millis() as u64).max(1))
+                .invoke_async(&mut c)
+                .await?;
+            Ok(done == 1)
+        })
+        .await
+    }
+
+    /// Queue a write-behind entry for `id`; true when it replaced a queued entry.
+    pub async fn wb_enqueue(&self, id: i32, entry: &[u8]) -> Result<bool, CacheError> {
+        self.call(|mut c| async move {
+            let added: i64 = c.hset(keys::WB_QUEUE, id, entry).await?;
+            Ok(added == 0)
+        })
+        .await
+    }
+
+    /// The newest queued write-behind entry for `id` (the queue, else the batch being
+    /// flushed), in one round trip.
+    pub async fn wb_pending(&self, id: i32) -> Result<Option<Bytes>, CacheError> {
+        self.call(|mut c| async move {
+            let (queued, flushing): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
+                .hget(keys::WB_QUEUE, id)
+                .hget(keys::WB_FLUSHING, id)
+                .query_async(&mut c)
+                .await?;
+            Ok(queued.or(flushing).map(Bytes::from))
+        })
+        .await
+    }
+
+    /// Write-behind's next batch as (id, entry) pairs; empty when nothing is queued. The
+    /// batch left over from a failed flush comes first; otherwise the whole queue is
+    /// renamed into the batch (RENAMENX: atomic, and never over a leftover batch), so new
+    /// writes start a fresh queue. No script: this runs every flush interval, and Lua's
+    /// memory counts against a small maxmemory.
+    pub async fn wb_take_batch(&self) -> Result<Vec<(i32, Bytes)>, CacheError> {
+        self.call(|mut c| async move {
+            let (queued, leftover): (bool, bool) = redis::pipe()
+                .exists(keys::WB_QUEUE)
+                .exists(keys::WB_FLUSHING)
+                .query_async(&mut c)
+                .await?;
+            if !queued && !leftover {
+                return Ok(Vec::new());
+            }
+            if !leftover {
+                let _: bool = c.rename_nx(keys::WB_QUEUE, keys::WB_FLUSHING).await?;
+            }
+            let pairs: Vec<(String, Vec<u8>)> = c.hgetall(keys::WB_FLUSHING).await?;
+            Ok(pairs
+                .into_iter()
+                .filter_map(|(id, entry)| Some((id.parse().ok()?, Bytes::from(entry))))
+                .collect())
+        })
+        .await
+    }
+
+    /// The batch has reached Postgres: forget it.
+    pub async fn wb_batch_done(&self) -> Result<(), CacheError> {
+        self.call(|mut c| async move { c.del::<_, ()>(keys::WB_FLUSHING).await })
+            .await
+    }
+
+    /// How many writes wait in write-behind's queue and batch.
+    pub async fn wb_queued(&self) -> Result<u64, CacheError> {
+        self.call(|mut c| async move {
+            let (a, b): (u64, u64) = redis::pipe()
+                .hlen(keys::WB_QUEUE)
+                .hlen(keys::WB_FLUSHING)
+                .query_async(&mut c)
+                .await?;
+            Ok(a + b)
+        })
+        .await
+    }
+
+    /// Every key matching a glob `pattern`, sorted and without duplicates (SCAN, so a large
+    /// keyspace does not block Redis the way KEYS would).
+    pub async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>, CacheError> {
+        self.call(|mut c| async move { scan_keys(&mut c, pattern).await })
+            .await
+    }
+
+    /// Does Redis answer PING? (Bypasses the breaker: /health asks the real question.)
+    pub async fn ping(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Log a failed Redis call: outages are logged by the breaker; error replies once per
+    /// burst. The caller counts it.
+    pub fn log_error(&self, op: &str, key: &str, err: &CacheError) {
+        let CacheError::Redis(e) = err else { return };
+        if breaker::is_unreachable(e) {
+            return;
+        }
+        let mut burst = self.shared.burst.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let new_burst = burst
+            .last_error
+            .is_none_or(|t| now.duration_since(t) > BURST_GAP);
+        if new_burst {
+            if burst.count > 1 {
+                tracing::info!(
+                    "previous burst of Redis errors: {} failed calls",
+                    burst.count
+                );
+            }
+            tracing::warn!(
+                "Redis {op} {key} failed: {e}; going on without the cache (further failures in this burst are counted in cache_errors, not logged)"
+            );
+            burst.count = 0;
+        }
+        burst.count += 1;
+        burst.last_error = Some(now);
+    }
+}
+
+/// SCAN a whole keyspace for `pattern` on `conn`.
+pub async fn scan_keys(
+    conn: &mut impl redis::aio::ConnectionLike,
+    pattern: &str,
+) -> redis::RedisResult<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
+}

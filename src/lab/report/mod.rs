@@ -1,0 +1,258 @@
+//! What a lab run found, as one model every format is drawn from: per lab its events
+//! (checks, notes, tables, charts, load runs) in the order they happened, its time and
+//! outcome, and the totals over labs and checks. `text` prints it, `--json` serialises
+//! it as is, `html` draws a page from it.
+
+pub mod text;
+
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One chart a lab drew, or the report drew for a load run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChartSpec {
+    pub title: String,
+    pub x: String,
+    pub y: String,
+    /// "line" or "bar".
+    pub kind: String,
+    /// Name → points `[x, y]`, in the order given.
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+    /// Names of the x positions 0, 1, 2... (bar charts over categories).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+}
+
+/// Something that happened in a lab, in order.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// `check(name, condition)`.
+    Check {
+        name: String,
+        pass: bool,
+        /// The line of the lab file the check was made on.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        line: Option<usize>,
+    },
+    /// `note(text)`.
+    Note { text: String },
+    /// `table(title, rows)`.
+    Table {
+        title: String,
+        columns: Vec<String>,
+        rows: Vec<Vec<serde_json::Value>>,
+    },
+    /// `chart(title, opts)`.
+    Chart(ChartSpec),
+    /// A `load()` or `stampede()` run: its figures (as the lab saw them) for the charts.
+    Load {
+        label: String,
+        figures: serde_json::Value,
+    },
+}
+
+/// Everything collected while a lab runs.
+#[derive(Debug, Default, Clone)]
+pub struct LabRecord {
+    pub events: Vec<Event>,
+}
+
+/// How a lab ended.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Ran to its end; passed if no check failed.
+    Completed,
+    /// An assert stopped it.
+    AssertFailed(String),
+    /// A parse or runtime error, with file:line:column.
+    ScriptError(String),
+    /// Ran past `--timeout` or a limit, or was interrupted.
+    Stopped(String),
+}
+
+/// Passed and failed counts.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Tally {
+    pub total: usize,
+    pub passed: usize,
+    pub failed: usize,
+}
+
+/// The report of one lab.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabReport {
+    pub file: PathBuf,
+    pub title: String,
+    /// The rest of the lab's header comment: what it shows and why.
+    pub description: String,
+    pub events: Vec<Event>,
+    #[serde(rename = "duration_s", serialize_with = "as_secs")]
+    pub duration: Duration,
+    pub outcome: Outcome,
+    pub passed: bool,
+    /// Its checks; an assert that stopped the lab counts as a failed check.
+    pub checks: Tally,
+}
+
+fn as_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+}
+
+impl LabReport {
+    pub fn new(
+        file: PathBuf,
+        (title, description): (String, String),
+        record: LabRecord,
+        duration: Duration,
+        outcome: Outcome,
+    ) -> Self {
+        let mut checks = Tally::default();
+        for event in &record.events {
+            if let Event::Check { pass, .. } = event {
+                checks.total += 1;
+                if *pass {
+                    checks.passed += 1;
+                } else {
+                    checks.failed += 1;
+                }
+            }
+        }
+        if matches!(outcome, Outcome::AssertFailed(_)) {
+            checks.total += 1;
+            checks.failed += 1;
+        }
+        let passed = matches!(outcome, Outcome::Completed) && checks.failed == 0;
+        Self {
+            file,
+            title,
+            description,
+            events: record.events,
+            duration,
+            outcome,
+            passed,
+            checks,
+        }
+    }
+
+    /// A script error or a stop beyond the script's control: exit code 2.
+    pub fn is_error(&self) -> bool {
+        matches!(self.outcome, Outcome::ScriptError(_) | Outcome::Stopped(_))
+    }
+}
+
+/// The report of a whole run.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    /// Labs passed and failed (a lab that errored or was stopped failed).
+    pub labs_summary: Tally,
+    /// Checks over every lab.
+    pub checks_summary: Tally,
+    pub labs: Vec<LabReport>,
+}
+
+impl RunReport {
+    pub fn new(labs: Vec<LabReport>) -> Self {
+        let mut labs_summary = Tally::default();
+        let mut checks_summary = Tally::default();
+        for lab in &labs {
+            labs_summary.total += 1;
+            if lab.passed {
+                labs_summary.passed += 1;
+            } else {
+                labs_summary.failed += 1;
+            }
+            checks_summary.total += lab.checks.total;
+            checks_summary.passed += lab.checks.passed;
+            checks_summary.failed += lab.checks.failed;
+        }
+        Self {
+            labs_summary,
+            checks_summary,
+            labs,
+        }
+    }
+
+    /// 0 all passed, 1 a check or assert failed, 2 a script or set-up error or a stop.
+    pub fn exit_code(&self) -> u8 {
+        use crate::commands::exit;
+        if self.labs.iter().any(LabReport::is_error) {
+            exit::ERROR
+        } else if self.labs.iter().all(|l| l.passed) {
+            exit::OK
+        } else {
+            exit::FAILED
+        }
+    }
+
+    /// `3 labs: 2 passed, 1 failed · 80 checks: 79 passed, 1 failed`
+    pub fn summary_line(&self) -> String {
+        let plural = |n: usize, word: &str| {
+            if n == 1 {
+                format!("{n} {word}")
+            } else {
+                format!("{n} {word}s")
+            }
+        };
+        format!(
+            "{}: {} passed, {} failed · {}: {} passed, {} failed",
+            plural(self.labs_summary.total, "lab"),
+            self.labs_summary.passed,
+            self.labs_summary.failed,
+            plural(self.checks_summary.total, "check"),
+            self.checks_summary.passed,
+            self.checks_summary.failed,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lab(checks: &[bool], outcome: Outcome) -> LabReport {
+        let record = LabRecord {
+            events: checks
+                .iter()
+                .map(|pass| Event::Check {
+                    name: "c".into(),
+                    pass: *pass,
+                    line: None,
+                })
+                .collect(),
+        };
+        LabReport::new(
+            "x.rhai".into(),
+            ("t".into(), String::new()),
+            record,
+            Duration::ZERO,
+            outcome,
+        )
+    }
+
+    #[test]
+    fn an_errored_lab_counts_as_failed_even_when_its_checks_passed() {
+        let report = RunReport::new(vec![
+            lab(&[true, true], Outcome::Completed),
+            lab(&[true; 11], Outcome::ScriptError("boom".into())),
+            lab(&[], Outcome::ScriptError("typo".into())),
+        ]);
+        assert_eq!(
+            report.summary_line(),
+            "3 labs: 1 passed, 2 failed · 13 checks: 13 passed, 0 failed"
+        );
+        assert_eq!(report.exit_code(), 2);
+    }
+
+    #[test]
+    fn an_assert_is_a_failed_check_and_singular_words_read_right() {
+        let report = RunReport::new(vec![lab(&[true], Outcome::AssertFailed("no".into()))]);
+        assert_eq!(
+            report.summary_line(),
+            "1 lab: 0 passed, 1 failed · 2 checks: 1 passed, 1 failed"
+        );
+        assert_eq!(report.exit_code(), 1);
+    }
+}

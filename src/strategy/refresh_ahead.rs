@@ -1,0 +1,19 @@
+//! Refresh-ahead: a hit whose remaining TTL has fallen below `refresh_ratio` × TTL is
+//! answered at once and refreshed from Postgres in the background (one refresh per key at
+//! a time), so a hot key is reloaded before it expires and its readers never wait on
+//! Postgres. Its remaining TTL comes with the value, in the same round trip. Writes work
+//! as in cache-aside.
+
+use super::Strategy;
+
+/// The refresh-ahead strategy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RefreshAhead;
+
+impl Strategy for RefreshAhead {
+    const NAME: &'static str = "refresh-ahead";
+    const SUMMARY: &'static str =
+        "as cache-aside, and a hit with less than refresh_ratio of its TTL left is refreshed in the background";
+    const REFRESHES_AHEAD: bool = true;
+    const USES_INVALIDATION: bool = true;
+}

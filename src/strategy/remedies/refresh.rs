@@ -1,0 +1,59 @@
+//! Background refreshes (stale-while-revalidate, refresh-ahead): the request is answered
+//! from the cache at once and one task per key reloads the row from Postgres. The new
+//! row only replaces the exact value that was refreshed, so a write that changed or
+//! invalidated the entry in the meantime is never undone by an older read.
+
+use bytes::Bytes;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use crate::counters::Counter;
+use crate::strategy::{read, Backend, Strategy};
+
+/// Keys with a refresh running in this server.
+#[derive(Default)]
+pub struct InFlight(Mutex<HashSet<i32>>);
+
+impl InFlight {
+    fn start(&self, id: i32) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id)
+    }
+
+    fn finish(&self, id: i32) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+}
+
+/// Removes the key from the in-flight set however the refresh ends.
+struct Running {
+    b: Arc<Backend>,
+    id: i32,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.b.remedies.refreshing.finish(self.id);
+    }
+}
+
+/// Refresh `id` in the background unless a refresh of it is running already; `old` is
+/// the cached value being refreshed.
+pub fn spawn<S: Strategy>(s: S, b: &Arc<Backend>, id: i32, old: Bytes) {
+    if !b.remedies.refreshing.start(id) {
+        return;
+    }
+    b.counters.record(Counter::BackgroundRefreshes);
+    let running = Running { b: b.clone(), id };
+    b.tasks.spawn(async move {
+        let b = running.b.clone();
+        tokio::select! {
+            _ = b.stop.cancelled() => {}
+            result = read::load_and_fill(s, &b, id, true, Some(old)) => {
+                if let Err(e) = result {
+                    tracing::debug!(strategy = b.name, "background refresh of user:{id} failed: {e}");
+                }
+            }
+        }
+        drop(running);
+    });
+}
