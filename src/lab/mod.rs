@@ -4,6 +4,7 @@
 pub mod api;
 mod context;
 mod convert;
+pub mod redis_guard;
 pub mod report;
 
 use anyhow::Context;
