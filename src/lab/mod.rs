@@ -10,6 +10,7 @@ mod context;
 mod convert;
 mod errors;
 mod imports;
+pub mod redis_guard;
 pub mod report;
 
 use anyhow::Context;
