@@ -2,6 +2,7 @@
 //! integration tests can start a stack, crash its Redis, or stop its Postgres.
 
 pub mod cache;
+pub mod charts;
 pub mod cli;
 pub mod commands;
 pub mod counters;
