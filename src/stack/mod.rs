@@ -7,6 +7,7 @@ mod child;
 mod managed_postgres;
 mod managed_redis;
 mod ports;
+pub mod proxy;
 pub mod reaper;
 
 pub use managed_postgres::ManagedPostgres;

@@ -1,0 +1,389 @@
+//! The fault proxy as its clients see it: an echo server behind it shows what each fault
+//! does to round trips, connects and open connections; a real redis-server shows that a
+//! Redis client behaves through it as through a slow, dead or healthy network.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use cachelab::stack::proxy::{Fault, FaultProxy};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+/// An upstream that echoes every byte and half-closes when its client does. Each connection
+/// it has served sends one message on the returned channel when it ends.
+async fn echo_server() -> (SocketAddr, mpsc::UnboundedReceiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (ended, ended_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let ended = ended.clone();
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                let (mut read, mut write) = stream.split();
+                let _ = tokio::io::copy(&mut read, &mut write).await;
+                let _ = write.shutdown().await;
+                let _ = ended.send(());
+            });
+        }
+    });
+    (addr, ended_rx)
+}
+
+async fn proxy_to_echo() -> (FaultProxy, mpsc::UnboundedReceiver<()>) {
+    let (upstream, ended) = echo_server().await;
+    let proxy = FaultProxy::start("echo", upstream.to_string())
+        .await
+        .unwrap();
+    (proxy, ended)
+}
+
+async fn connect(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr)
+        .await
+        .expect("connecting to the proxy");
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Send `message` and wait for its echo; how long that took.
+async fn round_trip(stream: &mut TcpStream, message: &[u8]) -> Duration {
+    let started = Instant::now();
+    stream.write_all(message).await.unwrap();
+    let mut echo = vec![0u8; message.len()];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut echo))
+        .await
+        .expect("an echo within 5 s")
+        .expect("reading the echo");
+    assert_eq!(echo, message);
+    started.elapsed()
+}
+
+/// The proxy cut `stream` with a reset (not a clean end), and promptly.
+async fn assert_was_reset(stream: &mut TcpStream) {
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf))
+        .await
+        .expect("the connection ends within 1 s");
+    match read {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}"),
+        Ok(n) => panic!("expected a reset, read {n} bytes"),
+    }
+}
+
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_healthy_proxy_echoes_counts_the_connection_and_carries_a_half_close() {
+    let (proxy, _) = proxy_to_echo().await;
+    let mut client = connect(proxy.addr()).await;
+    round_trip(&mut client, b"hello").await;
+    assert_eq!(proxy.open_connections(), 1);
+    assert_eq!(proxy.fault(), None);
+
+    // A megabyte, then end of stream: all of it comes back, then the end.
+    let sent: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let (mut read, mut write) = client.into_split();
+    let writer = tokio::spawn({
+        let sent = sent.clone();
+        async move {
+            write.write_all(&sent).await.unwrap();
+            write.shutdown().await.unwrap();
+        }
+    });
+    let mut received = Vec::new();
+    read.read_to_end(&mut received).await.unwrap();
+    writer.await.unwrap();
+    assert!(received == sent, "the echo differs from what was sent");
+    wait_until("the closed connection is no longer counted", || {
+        proxy.open_connections() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn latency_delays_both_directions_on_open_and_new_connections_until_healed() {
+    let (proxy, _) = proxy_to_echo().await;
+    let mut open = connect(proxy.addr()).await;
+    round_trip(&mut open, b"warm").await;
+
+    proxy.set(Fault::Latency {
+        ms: 100,
+        jitter_ms: 0,
+    });
+    assert_eq!(
+        proxy.fault(),
+        Some(Fault::Latency {
+            ms: 100,
+            jitter_ms: 0
+        })
+    );
+    let mut new = connect(proxy.addr()).await;
+    for client in [&mut open, &mut new] {
+        let took = round_trip(client, b"ping").await;
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_millis(400),
+            "a round trip under 100 ms latency took {took:?}"
+        );
+    }
+
+    proxy.heal();
+    let took = round_trip(&mut open, b"ping").await;
+    assert!(took < Duration::from_millis(50), "healed, it took {took:?}");
+}
+
+#[tokio::test]
+async fn jitter_varies_round_trips_within_its_bounds() {
+    let (proxy, _) = proxy_to_echo().await;
+    proxy.set(Fault::Latency {
+        ms: 50,
+        jitter_ms: 20,
+    });
+    let mut client = connect(proxy.addr()).await;
+    let mut took = Vec::new();
+    for _ in 0..10 {
+        took.push(round_trip(&mut client, b"ping").await);
+    }
+    let (min, max) = (took.iter().min().unwrap(), took.iter().max().unwrap());
+    // Two ways of 50 ± 20 ms each: 60..=140 ms, with room for a busy machine above.
+    assert!(*min >= Duration::from_millis(60), "{took:?}");
+    assert!(*max < Duration::from_millis(240), "{took:?}");
+    assert!(
+        *max - *min > Duration::from_millis(5),
+        "no jitter seen: {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn pipelined_messages_under_latency_overlap_their_delays() {
+    let (proxy, _) = proxy_to_echo().await;
+    proxy.set(Fault::Latency {
+        ms: 100,
+        jitter_ms: 0,
+    });
+    let client = connect(proxy.addr()).await;
+    let (mut read, mut write) = client.into_split();
+    let started = Instant::now();
+    // 100 messages arriving as separate chunks a few ms apart. On a delay line each one's
+    // round trip is 200 ms however many are in flight; delaying each read in turn would
+    // add the rest of the previous delay to the next chunk (up to ~300 ms) or, without
+    // batching, take 100 × 200 ms in all.
+    let writer = tokio::spawn(async move {
+        let mut sent_at = Vec::new();
+        for i in 0..100u32 {
+            sent_at.push(Instant::now());
+            write.write_all(&i.to_be_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        (write, sent_at)
+    });
+    let mut echoed_at = Vec::new();
+    for i in 0..100u32 {
+        let mut echo = [0u8; 4];
+        read.read_exact(&mut echo).await.unwrap();
+        echoed_at.push(Instant::now());
+        assert_eq!(u32::from_be_bytes(echo), i, "echoes out of order");
+    }
+    let took = started.elapsed();
+    let (_write, sent_at) = writer.await.unwrap();
+    let round_trips: Vec<Duration> = echoed_at
+        .iter()
+        .zip(&sent_at)
+        .map(|(e, s)| *e - *s)
+        .collect();
+    for (i, rt) in round_trips.iter().enumerate() {
+        assert!(
+            *rt >= Duration::from_millis(200) && *rt < Duration::from_millis(280),
+            "message {i} took {rt:?} under 100 ms latency each way"
+        );
+    }
+    assert!(
+        took < Duration::from_secs(1),
+        "100 pipelined messages took {took:?}"
+    );
+}
+
+#[tokio::test]
+async fn down_refuses_new_connections_resets_open_ones_and_heal_listens_on_the_same_address() {
+    let (proxy, _) = proxy_to_echo().await;
+    let addr = proxy.addr();
+    let mut open = connect(addr).await;
+    round_trip(&mut open, b"before").await;
+
+    proxy.set(Fault::Down);
+    assert_was_reset(&mut open).await;
+    let refused = TcpStream::connect(addr)
+        .await
+        .expect_err("connect while down");
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+    wait_until("the cut connection is no longer counted", || {
+        proxy.open_connections() == 0
+    })
+    .await;
+
+    proxy.heal();
+    assert_eq!(proxy.addr(), addr);
+    let mut again = connect(addr).await;
+    round_trip(&mut again, b"after").await;
+
+    // Down and heal again, back to back: still the same address, still serving.
+    proxy.set(Fault::Down);
+    proxy.heal();
+    assert_was_reset(&mut again).await;
+    round_trip(&mut connect(addr).await, b"twice").await;
+}
+
+#[tokio::test]
+async fn blackhole_answers_nothing_and_heal_cuts_what_it_swallowed() {
+    let (proxy, _) = proxy_to_echo().await;
+    let mut before = connect(proxy.addr()).await;
+    round_trip(&mut before, b"before").await;
+
+    proxy.set(Fault::Blackhole);
+    let mut during = connect(proxy.addr()).await;
+    for client in [&mut before, &mut during] {
+        client.write_all(b"anyone?").await.unwrap();
+        let mut buf = [0u8; 16];
+        let answer = tokio::time::timeout(Duration::from_millis(300), client.read(&mut buf)).await;
+        assert!(answer.is_err(), "a blackhole answered: {answer:?}");
+    }
+
+    proxy.heal();
+    assert_was_reset(&mut before).await;
+    assert_was_reset(&mut during).await;
+    round_trip(&mut connect(proxy.addr()).await, b"after").await;
+}
+
+#[tokio::test]
+async fn reset_cuts_open_connections_once_and_keeps_the_fault() {
+    let (proxy, _) = proxy_to_echo().await;
+    let latency = Fault::Latency {
+        ms: 10,
+        jitter_ms: 0,
+    };
+    proxy.set(latency);
+    let mut first = connect(proxy.addr()).await;
+    let mut second = connect(proxy.addr()).await;
+    round_trip(&mut first, b"one").await;
+    round_trip(&mut second, b"two").await;
+    assert_eq!(proxy.open_connections(), 2);
+
+    proxy.reset_connections();
+    assert_was_reset(&mut first).await;
+    assert_was_reset(&mut second).await;
+    assert_eq!(proxy.fault(), Some(latency));
+    wait_until("the cut connections are no longer counted", || {
+        proxy.open_connections() == 0
+    })
+    .await;
+
+    let mut later = connect(proxy.addr()).await;
+    let took = round_trip(&mut later, b"three").await;
+    assert!(took >= Duration::from_millis(20), "latency kept: {took:?}");
+}
+
+#[tokio::test]
+async fn a_dead_upstream_closes_the_client_connection() {
+    let nothing_there = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = nothing_there.local_addr().unwrap();
+    drop(nothing_there);
+    let proxy = FaultProxy::start("dead", upstream.to_string())
+        .await
+        .unwrap();
+    let mut client = connect(proxy.addr()).await;
+    let _ = client.write_all(b"hello?").await;
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(1), client.read(&mut buf))
+        .await
+        .expect("the client hears within 1 s");
+    assert!(!matches!(read, Ok(n) if n > 0), "got an answer: {read:?}");
+}
+
+#[tokio::test]
+async fn shutdown_ends_every_connection_and_stops_listening() {
+    let (proxy, mut upstream_ended) = proxy_to_echo().await;
+    let addr = proxy.addr();
+    let mut client = connect(addr).await;
+    round_trip(&mut client, b"hello").await;
+    proxy.set(Fault::Latency {
+        ms: 1000,
+        jitter_ms: 0,
+    });
+
+    proxy.shutdown().await;
+    // Every connection task has finished when shutdown returns: both ends are closed.
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_millis(200), client.read(&mut buf))
+        .await
+        .expect("the client connection is closed");
+    assert!(!matches!(read, Ok(n) if n > 0), "got data: {read:?}");
+    tokio::time::timeout(Duration::from_millis(200), upstream_ended.recv())
+        .await
+        .expect("the upstream connection is closed");
+    let refused = TcpStream::connect(addr)
+        .await
+        .expect_err("connect after shutdown");
+    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+}
+
+#[tokio::test]
+async fn a_redis_client_through_the_proxy_feels_latency_and_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis_server = cachelab::stack::ManagedRedis::start(dir.path()).unwrap();
+    let proxy = FaultProxy::start("redis", format!("127.0.0.1:{}", redis_server.port()))
+        .await
+        .unwrap();
+    let client = redis::Client::open(format!("redis://{}/", proxy.addr())).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
+    assert_eq!(pong, "PONG");
+    let () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    proxy.set(Fault::Latency {
+        ms: 30,
+        jitter_ms: 0,
+    });
+    let started = Instant::now();
+    let value: String = redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(value, "v");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(60), "GET took {took:?}");
+
+    proxy.set(Fault::Down);
+    let started = Instant::now();
+    let failed = tokio::time::timeout(
+        Duration::from_secs(2),
+        redis::cmd("GET").arg("k").query_async::<String>(&mut conn),
+    )
+    .await
+    .expect("the GET ends within 2 s");
+    assert!(failed.is_err(), "GET through a Down proxy: {failed:?}");
+    assert!(started.elapsed() < Duration::from_millis(500));
+
+    proxy.heal();
+    let mut fresh = client.get_multiplexed_async_connection().await.unwrap();
+    let value: String = redis::cmd("GET")
+        .arg("k")
+        .query_async(&mut fresh)
+        .await
+        .unwrap();
+    assert_eq!(value, "v");
+}
