@@ -4,12 +4,14 @@
 
 mod binaries;
 mod child;
+mod managed_cluster;
 mod managed_postgres;
 mod managed_redis;
 mod ports;
 pub mod proxy;
 pub mod reaper;
 
+pub use managed_cluster::{ClusterNodeInfo, ManagedCluster};
 pub use managed_postgres::ManagedPostgres;
 pub use managed_redis::ManagedRedis;
 
