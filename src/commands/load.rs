@@ -1,5 +1,6 @@
 //! `cachelab load`: parse hey's flags, run the engine with a progress bar on a terminal,
-//! and print hey's report (or JSON).
+//! and print hey's report (or JSON). Ctrl-C stops the run at once and still prints what
+//! it observed, as hey does.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -33,11 +34,15 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<u8> {
             }
         })
     });
+    let cancel = plan.cancel.clone();
     let run = load::run(plan, progress);
     tokio::pin!(run);
     let summary = tokio::select! {
         summary = &mut run => summary,
-        _ = crate::shutdown::signalled() => run.await,
+        _ = crate::shutdown::signalled() => {
+            cancel.cancel();
+            run.await
+        }
     };
     if let Some(ticker) = ticker {
         ticker.abort();
@@ -47,7 +52,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<u8> {
     }
     let out = Printer::stdout();
     if args.json {
-        out.line(&serde_json::to_string_pretty(&summary.figures())?);
+        out.line(&serde_json::to_string_pretty(&summary.cli_figures())?);
     } else {
         out.line(&load::print_text(&summary));
     }

@@ -2,7 +2,7 @@
 //! or Zipf-distributed (a few hot keys, a long tail), as real caches see.
 
 use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use rand::Rng;
 use rand_distr::{Distribution, Zipf};
 
 /// The id distribution a run draws from.
@@ -45,33 +45,27 @@ pub fn parse_ids(text: &str) -> Result<(u64, u64), String> {
     Ok((lo, hi))
 }
 
-/// Draws ids for one worker (each worker has its own generator: no shared lock).
+/// Draws ids for one worker, from the worker's own generator (no shared lock).
 pub struct KeyPicker {
-    rng: SmallRng,
     first: u64,
     count: u64,
     zipf: Option<Zipf<f64>>,
 }
 
 impl KeyPicker {
-    pub fn new(dist: &KeyDist, (first, last): (u64, u64), seed: u64) -> Self {
+    pub fn new(dist: &KeyDist, (first, last): (u64, u64)) -> Self {
         let count = last - first + 1;
         let zipf = match dist {
             KeyDist::Uniform => None,
             KeyDist::Zipf(s) => Some(Zipf::new(count as f64, *s).expect("validated exponent")),
         };
-        Self {
-            rng: SmallRng::seed_from_u64(seed),
-            first,
-            count,
-            zipf,
-        }
+        Self { first, count, zipf }
     }
 
-    pub fn next_id(&mut self) -> u64 {
+    pub fn next_id(&self, rng: &mut SmallRng) -> u64 {
         let offset = match &self.zipf {
-            Some(z) => (z.sample(&mut self.rng) as u64).clamp(1, self.count) - 1,
-            None => self.rng.random_range(0..self.count),
+            Some(z) => (z.sample(rng) as u64).clamp(1, self.count) - 1,
+            None => rng.random_range(0..self.count),
         };
         self.first + offset
     }
@@ -80,13 +74,15 @@ impl KeyPicker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn zipf_makes_the_first_id_the_hottest_and_stays_in_range() {
-        let mut picker = KeyPicker::new(&KeyDist::Zipf(1.1), (1, 1000), 7);
+        let picker = KeyPicker::new(&KeyDist::Zipf(1.1), (1, 1000));
+        let mut rng = SmallRng::seed_from_u64(7);
         let mut counts = vec![0u32; 1001];
         for _ in 0..20_000 {
-            let id = picker.next_id();
+            let id = picker.next_id(&mut rng);
             assert!((1..=1000).contains(&id));
             counts[id as usize] += 1;
         }

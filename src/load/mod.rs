@@ -3,16 +3,21 @@
 
 mod engine;
 pub mod history;
+mod http;
 mod keys;
 mod plan;
 mod printer;
 mod summary;
+mod timeline;
+mod worker;
 
 pub use engine::{run, Progress};
 pub use keys::{parse_ids, KeyDist};
-pub use plan::{Pace, Plan, Stop, Target};
+pub use plan::{Mix, Pace, Plan, Sampler, Stop, Target};
 pub use printer::print_text;
-pub use summary::Summary;
+pub use summary::{CliFigures, LabFigures, Summary, Tally};
+pub use timeline::Interval;
+pub use tokio_util::sync::CancellationToken;
 
 use clap::Args;
 use hyper::header::{HeaderName, HeaderValue};
@@ -39,9 +44,9 @@ pub struct LoadArgs {
     /// Rate limit, in queries per second, for all workers together.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// HTTP method.
-    #[arg(short = 'm', default_value = "GET")]
-    pub method: String,
+    /// HTTP method [default: GET].
+    #[arg(short = 'm')]
+    pub method: Option<String>,
     /// Custom HTTP header, "Name: value"; repeatable.
     #[arg(short = 'H')]
     pub headers: Vec<String>,
@@ -60,6 +65,16 @@ pub struct LoadArgs {
     /// The ids `{id}` is drawn from, inclusive.
     #[arg(long, value_parser = parse_ids, default_value = "1..1000")]
     pub ids: (u64, u64),
+    /// Draw the ids from this seed (the report shows the seed of every run, to repeat it).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// A read/write mix over the `{id}` URLs, in percent: GETs and PUTs (each PUT writes a
+    /// unique `name`), e.g. get:90,put:10.
+    #[arg(long, value_parser = Mix::parse)]
+    pub mix: Option<Mix>,
+    /// The timeline's granularity in the JSON output, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub interval_ms: u64,
     /// Print the figures as JSON instead of hey's text.
     #[arg(long)]
     pub json: bool,
@@ -96,11 +111,16 @@ impl LoadArgs {
             (None, None) => Pace::Unlimited,
             _ => return Err("rate limits must be greater than zero".into()),
         };
-        plan.method = self
-            .method
-            .to_uppercase()
-            .parse()
-            .map_err(|_| format!("{:?} is not an HTTP method", self.method))?;
+        if let Some(method) = &self.method {
+            plan.method = method
+                .to_uppercase()
+                .parse()
+                .map_err(|_| format!("{method:?} is not an HTTP method"))?;
+        }
+        if self.mix.is_some() && (self.method.is_some() || self.body.is_some()) {
+            return Err("--mix sends its own GETs and PUTs: drop -m and -d".into());
+        }
+        plan.mix = self.mix;
         for header in &self.headers {
             let (name, value) = header
                 .split_once(':')
@@ -123,6 +143,12 @@ impl LoadArgs {
         plan.keepalive = !self.disable_keepalive;
         plan.keys = self.keys.clone();
         plan.ids = self.ids;
+        plan.seed = self.seed;
+        if self.interval_ms == 0 {
+            return Err("--interval-ms must be at least 1".into());
+        }
+        plan.interval = Duration::from_millis(self.interval_ms);
+        plan.check()?;
         Ok(plan)
     }
 }

@@ -1,5 +1,6 @@
 //! hey's report layout, so hey users feel at home: summary, response-time histogram,
-//! latency distribution, status codes, the X-Cache split, and errors.
+//! latency distribution, status codes, the X-Cache split, and errors. Two lines hey does
+//! not have: the seed (to repeat the ids) and a note when the run was stopped early.
 
 use std::fmt::Write;
 
@@ -10,15 +11,19 @@ const BAR_WIDTH: u64 = 40;
 
 /// The text report of a finished run.
 pub fn print_text(summary: &Summary) -> String {
-    let f = summary.figures();
+    let f = summary.cli_figures();
     let secs = |ms: f64| ms / 1000.0;
     let mut out = String::new();
     let _ = writeln!(out, "\nSummary:");
-    let _ = writeln!(out, "  Total:\t{:.4} secs", f.total_secs);
-    let _ = writeln!(out, "  Slowest:\t{:.4} secs", secs(f.slowest));
-    let _ = writeln!(out, "  Fastest:\t{:.4} secs", secs(f.fastest));
-    let _ = writeln!(out, "  Average:\t{:.4} secs", secs(f.average));
+    let _ = writeln!(out, "  Total:\t{:.4} secs", f.total_s);
+    let _ = writeln!(out, "  Slowest:\t{:.4} secs", secs(f.slowest_ms));
+    let _ = writeln!(out, "  Fastest:\t{:.4} secs", secs(f.fastest_ms));
+    let _ = writeln!(out, "  Average:\t{:.4} secs", secs(f.average_ms));
     let _ = writeln!(out, "  Requests/sec:\t{:.4}", f.rps);
+    let _ = writeln!(out, "  Seed:\t{}", f.seed);
+    if f.cancelled {
+        let _ = writeln!(out, "  Stopped early:\tinterrupted before the planned end");
+    }
     let responses = summary.responses();
     if let Some(per_request) = f.bytes.checked_div(responses) {
         let _ = writeln!(out, "\n  Total data:\t{} bytes", f.bytes);
@@ -29,14 +34,14 @@ pub fn print_text(summary: &Summary) -> String {
         histogram(&mut out, summary);
         let _ = writeln!(out, "\nLatency distribution:");
         for (label, q) in [
-            ("10%", f.p10),
-            ("25%", f.p25),
-            ("50%", f.p50),
-            ("75%", f.p75),
-            ("90%", f.p90),
-            ("95%", f.p95),
-            ("99%", f.p99),
-            ("99.9%", f.p999),
+            ("10%", f.p10_ms),
+            ("25%", f.p25_ms),
+            ("50%", f.p50_ms),
+            ("75%", f.p75_ms),
+            ("90%", f.p90_ms),
+            ("95%", f.p95_ms),
+            ("99%", f.p99_ms),
+            ("99.9%", f.p999_ms),
         ] {
             let _ = writeln!(out, "  {label} in {:.4} secs", secs(q));
         }
@@ -47,21 +52,13 @@ pub fn print_text(summary: &Summary) -> String {
             let _ = writeln!(out, "  [{code}]\t{n} responses");
         }
     }
-    if f.cache_hits + f.cache_misses > 0 {
-        let total = (f.cache_hits + f.cache_misses) as f64;
+    let with_cache: u64 = f.cache.values().sum();
+    if with_cache > 0 {
         let _ = writeln!(out, "\nCache (X-Cache header):");
-        let _ = writeln!(
-            out,
-            "  [HIT]\t{} responses ({:.1}%)",
-            f.cache_hits,
-            100.0 * f.cache_hits as f64 / total
-        );
-        let _ = writeln!(
-            out,
-            "  [MISS]\t{} responses ({:.1}%)",
-            f.cache_misses,
-            100.0 * f.cache_misses as f64 / total
-        );
+        for (value, n) in &f.cache {
+            let share = 100.0 * *n as f64 / with_cache as f64;
+            let _ = writeln!(out, "  [{value}]\t{n} responses ({share:.1}%)");
+        }
     }
     if !f.error_kinds.is_empty() {
         let _ = writeln!(out, "\nError distribution:");
