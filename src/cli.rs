@@ -207,6 +207,9 @@ pub struct RunArgs {
     /// reach only cachelab's own servers otherwise.
     #[arg(long)]
     pub allow_host: Vec<String>,
+    /// Let labs' save_history(name) write Jepsen-style histories into this folder.
+    #[arg(long)]
+    pub history_dir: Option<PathBuf>,
     #[command(flatten)]
     pub stack: StackArgs,
 }

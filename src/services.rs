@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::cache::{Cache, RedisConn, DEFAULT_REDIS_TIMEOUT};
 use crate::knobs::{Knobs, Settings};
 use crate::server::{HttpLimits, StrategyServer};
-use crate::stack::{Stack, StackInfo};
+use crate::stack::proxy::FaultProxy;
+use crate::stack::{endpoint, Stack, StackInfo};
 use crate::store::admin::Admin;
 use crate::store::{Store, DEFAULT_DB_TIMEOUT};
 use crate::strategy::{Backend, StrategyEntry, REGISTRY};
@@ -34,6 +35,8 @@ pub struct ServerOptions {
     pub db_timeout: Duration,
     /// Bound on every Redis call of the servers.
     pub redis_timeout: Duration,
+    /// Put fault proxies between the servers and Redis/Postgres (labs inject faults).
+    pub fault_proxies: bool,
 }
 
 impl ServerOptions {
@@ -47,6 +50,7 @@ impl ServerOptions {
             http: HttpLimits::default(),
             db_timeout: DEFAULT_DB_TIMEOUT,
             redis_timeout: DEFAULT_REDIS_TIMEOUT,
+            fault_proxies: true,
         }
     }
 }
@@ -60,8 +64,44 @@ pub struct Services {
     pub stack: StackInfo,
     /// The stack's processes, for process faults and for reviving them in a reset.
     pub processes: SharedStack,
+    /// The fault proxies the servers reach Redis and Postgres through (labs only).
+    pub faults: Option<Faults>,
     /// Every Redis setting as found at start, restored by `reset`.
     redis_config: Vec<(String, String)>,
+}
+
+/// One fault proxy per data store, in front of it for the servers.
+pub struct Faults {
+    pub redis: FaultProxy,
+    pub postgres: FaultProxy,
+}
+
+impl Faults {
+    async fn start(stack: &StackInfo) -> anyhow::Result<Self> {
+        let redis_at = endpoint::authority(&stack.redis_url, 6379)
+            .context("reading the Redis URL's host and port")?;
+        let postgres_at = endpoint::authority(&stack.database_url, 5432)
+            .context("reading the database URL's host and port")?;
+        Ok(Self {
+            redis: FaultProxy::start("redis", redis_at).await?,
+            postgres: FaultProxy::start("postgres", postgres_at).await?,
+        })
+    }
+
+    /// The proxy of a target named by a lab ("redis" or "postgres").
+    pub fn target(&self, name: &str) -> Option<&FaultProxy> {
+        match name {
+            "redis" => Some(&self.redis),
+            "postgres" => Some(&self.postgres),
+            _ => None,
+        }
+    }
+
+    /// Remove every fault.
+    pub fn heal_all(&self) {
+        self.redis.heal();
+        self.postgres.heal();
+    }
 }
 
 impl Services {
@@ -73,8 +113,21 @@ impl Services {
             .prepare(stack.may_reset_data)
             .await
             .context("preparing the users table")?;
-        let store = Store::new(&stack.database_url, options.db_timeout)?;
-        let cache = Cache::new(RedisConn::single(&stack.redis_url, options.redis_timeout)?);
+        let faults = if options.fault_proxies {
+            Some(Faults::start(&stack).await?)
+        } else {
+            None
+        };
+        // The servers reach the stores through the proxies; labs and resets go direct.
+        let (db_url, redis_url) = match &faults {
+            Some(f) => (
+                endpoint::with_authority(&stack.database_url, f.postgres.addr()),
+                endpoint::with_authority(&stack.redis_url, f.redis.addr()),
+            ),
+            None => (stack.database_url.clone(), stack.redis_url.clone()),
+        };
+        let store = Store::new(&db_url, options.db_timeout)?;
+        let cache = Cache::new(RedisConn::single(&redis_url, options.redis_timeout)?);
         let redis_config = read_redis_config(&stack.redis_url)
             .await
             .context("reading the Redis configuration")?;
@@ -105,6 +158,7 @@ impl Services {
             servers,
             stack,
             processes,
+            faults,
             redis_config,
         })
     }
@@ -129,6 +183,9 @@ impl Services {
         let mut quiet = Vec::new();
         for server in &self.servers {
             quiet.push(server.backend.quiet.lock().await);
+        }
+        if let Some(faults) = &self.faults {
+            faults.heal_all();
         }
         self.with_processes(|stack| {
             stack.resume_all();
@@ -236,10 +293,15 @@ impl Services {
             .context("resetting Postgres")
     }
 
-    /// Stop the servers, draining requests in flight and their background work.
+    /// Stop the servers, draining requests in flight and their background work, then the
+    /// fault proxies.
     pub async fn shutdown(self) {
         for server in self.servers {
             server.shutdown().await;
+        }
+        if let Some(faults) = self.faults {
+            faults.redis.shutdown().await;
+            faults.postgres.shutdown().await;
         }
     }
 }

@@ -319,9 +319,6 @@ fn fewer_than_three_masters_is_refused_before_anything_starts() {
     assert!(common::entries(dir.path()).is_empty());
 }
 
-/// cachelab starts the cluster on its main thread; a forked child is single-threaded, so
-/// its one thread is its main thread and the nodes get the parent-death signal as they do
-/// under cachelab. SIGKILL runs no destructor and no atexit hook: only that signal is left.
 #[test]
 fn a_sigkilled_owner_takes_every_node_with_it() {
     let _turn = serial();

@@ -31,6 +31,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         max_memory_mb: args.max_memory_mb,
         reach: lab::Reach {
             allowed_hosts: args.allow_host.clone(),
+            history_dir: args.history_dir.clone(),
         },
     };
     let mut labs = Vec::new();

@@ -38,6 +38,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     options.bind = args.bind;
     options.port = args.port;
     options.knobs = knobs;
+    // No lab injects faults into serve: the servers talk to Redis and Postgres directly.
+    options.fault_proxies = false;
     if !args.strategy.is_empty() {
         options.strategies = args.strategy.clone();
     }

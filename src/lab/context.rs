@@ -43,8 +43,11 @@ pub enum Halt {
 /// Something a lab started in the background and collects with a `*_wait` call.
 pub enum Pending {
     Http(JoinHandle<Result<serde_json::Value, String>>),
-    /// A load and its label in the report.
-    Load(JoinHandle<serde_json::Value>, String),
+    /// A load (its figures and history) and its label in the report.
+    Load(
+        JoinHandle<(serde_json::Value, Vec<crate::load::history::Op>)>,
+        String,
+    ),
 }
 
 /// What a lab may reach beyond cachelab's own servers.
@@ -52,6 +55,8 @@ pub enum Pending {
 pub struct Reach {
     /// Hosts (`host` or `host:port`) given with `--allow-host`.
     pub allowed_hosts: Vec<String>,
+    /// Where `save_history` may write (`--history-dir`); nowhere without it.
+    pub history_dir: Option<PathBuf>,
 }
 
 /// Everything a lab function may touch.
@@ -73,11 +78,15 @@ pub struct LabContext {
     next_handle: Cell<i64>,
     /// The lab's own Redis connection, opened on first use.
     redis: RefCell<Option<redis::aio::MultiplexedConnection>>,
+    /// What that Redis says of its commands, read on a lab's first raw command.
+    commands: RefCell<Option<std::rc::Rc<crate::lab::redis_guard::CommandTable>>>,
     /// The lab's own Postgres session, opened on first use.
     pub db: RefCell<LabDb>,
     /// The field names of the maps lab functions last returned, by function: what a
     /// misspelt field is compared against.
     pub shapes: RefCell<HashMap<&'static str, Vec<String>>>,
+    /// The history of the last load run with `history: true`.
+    pub last_history: RefCell<Vec<crate::load::history::Op>>,
 }
 
 thread_local! {
@@ -134,8 +143,10 @@ impl LabContext {
             pending: RefCell::new(HashMap::new()),
             next_handle: Cell::new(0),
             redis: RefCell::new(None),
+            commands: RefCell::new(None),
             db: RefCell::new(db),
             shapes: RefCell::new(HashMap::new()),
+            last_history: RefCell::new(Vec::new()),
         }
     }
 
@@ -244,10 +255,63 @@ impl LabContext {
         Ok(conn)
     }
 
+    /// Refuse a raw command that would break or expose the stack (or, on an external
+    /// Redis without `--allow-flush`, anything but reads and writes to `user:*` keys).
+    pub fn guard_redis(&self, words: &[String]) -> LabResult<()> {
+        use crate::lab::redis_guard::{check, Access, CommandTable};
+        let mut conn = self.redis()?;
+        let table = match self.commands.borrow().clone() {
+            Some(table) => table,
+            None => {
+                let mut reading = conn.clone();
+                let table = self
+                    .block_on(async move { CommandTable::load(&mut reading).await })?
+                    .map_err(|e| lab_error(format!("redis: reading COMMAND: {e}")))?;
+                std::rc::Rc::new(table)
+            }
+        };
+        *self.commands.borrow_mut() = Some(table.clone());
+        let access = Access::for_stack(self.services.stack.may_flush_redis);
+        self.block_on(async move { check(&table, access, words, &mut conn).await })?
+            .map_err(lab_error)
+    }
+
     /// Remember the fields of a map a lab function returned (for error messages).
     pub fn remember_shape(&self, function: &'static str, map: &rhai::Map) {
         let fields = map.keys().map(|k| k.to_string()).collect();
         self.shapes.borrow_mut().insert(function, fields);
+    }
+
+    /// Write the last recorded history as Jepsen-style JSON lines to `name` in the
+    /// `--history-dir`. A lab writes no file anywhere else.
+    pub fn save_history(&self, name: &str) -> LabResult<()> {
+        let Some(dir) = &self.reach.history_dir else {
+            return Err(lab_error(
+                "save_history: labs write files only into --history-dir DIR; rerun with it",
+            ));
+        };
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name.ends_with(".jsonl")
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !plain {
+            return Err(lab_error(format!(
+                "save_history: {name:?} must be a plain file name ending in .jsonl (letters, digits, . - _)"
+            )));
+        }
+        let history = self.last_history.borrow();
+        if history.is_empty() {
+            return Err(lab_error(
+                "save_history: no history recorded yet; run load() with history: true first",
+            ));
+        }
+        let path = dir.join(name);
+        let file = std::fs::File::create(&path)
+            .map_err(|e| lab_error(format!("save_history: {}: {e}", path.display())))?;
+        crate::load::history::write_jepsen(&history, file)
+            .map_err(|e| lab_error(format!("save_history: {}: {e}", path.display())))
     }
 
     /// End everything the lab started: loads and requests in the background, its Redis

@@ -5,7 +5,6 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -19,14 +18,6 @@ use super::worker::{self, Output, Shared};
 #[derive(Default)]
 pub struct Progress {
     pub done: AtomicU64,
-}
-
-/// How often a run looks for a process-wide shutdown.
-const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
-
-/// Has the process been asked to shut down?
-fn shutdown_requested() -> bool {
-    crate::shutdown::requested()
 }
 
 /// Run `plan` to the end (or until it is cancelled) and return what was observed. Call
@@ -48,7 +39,7 @@ pub async fn run(plan: Plan, progress: Arc<Progress>) -> Summary {
         tasks.spawn(worker::work(shared.clone(), index, inbox.clone()));
     }
     let mut outputs: Vec<Output> = Vec::with_capacity(workers);
-    let mut shutdown_poll = tokio::time::interval(SHUTDOWN_POLL);
+    let shutdown = crate::shutdown::token();
     loop {
         let boundary = start + timeline.next_boundary();
         tokio::select! {
@@ -59,11 +50,7 @@ pub async fn run(plan: Plan, progress: Arc<Progress>) -> Summary {
                 None => break,
             },
             _ = tokio::time::sleep_until(boundary) => timeline.sweep(start.elapsed(), &inboxes),
-            _ = shutdown_poll.tick(), if !stop.is_cancelled() => {
-                if shutdown_requested() {
-                    stop.cancel();
-                }
-            }
+            _ = shutdown.cancelled(), if !stop.is_cancelled() => stop.cancel(),
         }
     }
     let elapsed = start.elapsed();

@@ -273,12 +273,6 @@ impl Summary {
             consistency: self.consistency.clone(),
         }
     }
-
-    /// The lab's figures under their old name, until `lab/api/load.rs` calls
-    /// `lab_figures()`.
-    pub fn figures(&self) -> LabFigures {
-        self.lab_figures()
-    }
 }
 
 #[cfg(test)]

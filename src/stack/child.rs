@@ -146,3 +146,43 @@ impl Drop for ManagedChild {
         self.stop();
     }
 }
+
+/// Send `signal` to `pid` and every descendant of it (postgres' backends are the
+/// postmaster's children but each leads a session of its own, so a process group does
+/// not reach them).
+pub fn signal_tree(pid: u32, signal: i32) {
+    let mut pids = vec![pid];
+    let mut i = 0;
+    while i < pids.len() {
+        let parent = pids[i];
+        pids.extend(children_of(parent));
+        i += 1;
+    }
+    for pid in pids {
+        // SAFETY: signalling processes we started (or their children).
+        unsafe {
+            libc::kill(pid as i32, signal);
+        }
+    }
+}
+
+/// The pids whose parent is `parent`, from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // Fields after the ")" closing the command name: state, ppid, ...
+                    let rest = &stat[stat.rfind(')')? + 1..];
+                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                })
+                == Some(parent)
+        })
+        .collect()
+}

@@ -3,7 +3,8 @@
 //! permissions: whether Redis may be flushed and whether the users table may be reloaded.
 
 mod binaries;
-mod child;
+pub mod child;
+pub mod endpoint;
 mod managed_cluster;
 mod managed_postgres;
 mod managed_redis;
@@ -129,10 +130,7 @@ impl Stack {
             },
         ];
         for pid in pids.into_iter().flatten() {
-            // SAFETY: signalling our own child; SIGCONT on a running process is a no-op.
-            unsafe {
-                libc::kill(pid as i32, libc::SIGCONT);
-            }
+            child::signal_tree(pid, libc::SIGCONT);
         }
     }
 

@@ -1,50 +1,82 @@
-//! Load from inside a lab, on the same engine as `cachelab load`.
+//! Load from inside a lab, on the same engine as `cachelab load`: `load()`, `stampede()`,
+//! `load_async()`/`load_wait()`, and `save_history()`. A load belongs to its lab: it stops
+//! when the lab ends, however it ends.
 
 use rhai::{Dynamic, Map};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{def, Registry};
+use crate::counters::Counter;
 use crate::lab::context::{self, LabContext, Pending};
 use crate::lab::convert::{
-    arg_array, arg_count, arg_int, arg_map, arg_num, arg_str, from_json, lab_error, LabResult,
+    arg_count, arg_int, arg_map, arg_str, from_json, lab_error, to_json, LabResult,
 };
 use crate::lab::report::Event;
-use crate::load::{self, KeyDist, Pace, Plan, Progress, Stop, Target};
+use crate::load::{self, KeyDist, Mix, Pace, Plan, Progress, Stop, Target};
 
-/// The options `load()` understands.
-const OPTIONS: &[&str] = &[
-    "path",
-    "paths",
-    "n",
-    "c",
-    "method",
-    "duration_ms",
-    "rate",
-    "keys",
-    "zipf_s",
-    "ids",
-];
+/// The options `load()` understands; anything else is an error naming these.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadOptions {
+    path: Option<String>,
+    paths: Option<Vec<String>>,
+    n: Option<u64>,
+    c: Option<u64>,
+    method: Option<String>,
+    duration_ms: Option<u64>,
+    rate: Option<f64>,
+    keys: Option<String>,
+    zipf_s: Option<f64>,
+    ids: Option<Ids>,
+    seed: Option<u64>,
+    mix: Option<MixOption>,
+    history: Option<bool>,
+    interval_ms: Option<u64>,
+    trace: Option<bool>,
+}
+
+/// `ids: [1, 1000]` or `ids: "1..1000"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Ids {
+    Pair([u64; 2]),
+    Text(String),
+}
+
+/// `mix: #{get: 90, put: 10}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MixOption {
+    #[serde(default)]
+    get: u32,
+    #[serde(default)]
+    put: u32,
+}
+
+const OPTIONS: &str = "path, paths, n, c, method, duration_ms, rate, keys, zipf_s, ids, seed, mix, history, interval_ms, trace";
 
 pub fn register(r: &mut Registry) {
     def!(r, "load", "load(opts: map) -> map",
-        "hey-style load: opts path|paths, n, c, method, duration_ms, rate, keys (\"uniform\"/\"zipf\"), zipf_s, ids [first, last]; returns requests, ok, errors, rps, p50, p90, p99, p999, max (ms), status, hits, misses, db_reads.",
+        "hey-style load: opts path|paths, n, c, method, duration_ms, rate, keys (\"uniform\", \"zipf\", \"zipf:1.1\"), zipf_s, ids ([first, last] or \"1..1000\"), seed, mix (#{get: 90, put: 10}), history, interval_ms, trace; returns requests, ok, errors, rps, p50, p90, p99, p999, max (ms), status, cache, seed, timeline, the servers' counter deltas (hits, misses, db_reads, ...), consistency with history, ids with trace.",
         |opts: Dynamic| -> LabResult<Map> {
-            let opts = arg_map("load", "opts", &opts)?;
             context::with(|ctx| {
-                let plan = plan_from(ctx, &opts)?;
-                run_measured(ctx, plan, label_of(&opts))
+                let (plan, label) = plan_from(ctx, "load", &opts)?;
+                let run = measured(ctx, plan)?;
+                let figures = ctx.block_on(run)?;
+                Ok(finish(ctx, label, figures))
             })
         });
     def!(r, "load", "load_async(opts: map) -> int",
         "Start load(opts) in the background and go on; load_wait(handle) gives its stats. It stops with the lab.",
         |opts: Dynamic| -> LabResult<i64> {
-            let opts = arg_map("load_async", "opts", &opts)?;
             context::with(|ctx| {
-                let plan = plan_from(ctx, &opts)?;
+                let (plan, label) = plan_from(ctx, "load_async", &opts)?;
                 let run = measured(ctx, plan)?;
                 let task = ctx.runtime.spawn(run);
-                Ok(ctx.park(Pending::Load(task, label_of(&opts))))
+                Ok(ctx.park(Pending::Load(task, label)))
             })
         });
     def!(
@@ -78,151 +110,205 @@ pub fn register(r: &mut Registry) {
             }
             context::with(|ctx| {
                 let target = Target::parse(&ctx.url_for(&path)?).map_err(lab_error)?;
-                run_measured(ctx, Plan::stampede(target, n), format!("stampede {path} × {n}"))
+                let mut plan = Plan::stampede(target, n);
+                plan.cancel = ctx.cancel.child_token();
+                plan.same_process_server = true;
+                plan.check().map_err(|e| lab_error(format!("stampede: {e}")))?;
+                let run = measured(ctx, plan)?;
+                let figures = ctx.block_on(run)?;
+                Ok(finish(ctx, format!("stampede {path} × {n}"), figures))
             })
+        });
+    def!(r, "load", "save_history(name: string)",
+        "Write the last load's history (history: true) as Jepsen-style JSON lines to name in --history-dir (refused without it).",
+        |name: Dynamic| -> LabResult<()> {
+            let name = arg_str("save_history", "name", &name)?;
+            context::with(|ctx| ctx.save_history(&name))
         });
 }
 
-/// How a load is named in the report: its path(s).
-fn label_of(opts: &Map) -> String {
-    let paths = opts.get("path").or_else(|| opts.get("paths"));
-    format!("load {}", paths.map(|p| p.to_string()).unwrap_or_default())
-}
-
-fn plan_from(ctx: &LabContext, opts: &Map) -> LabResult<Plan> {
-    if let Some(unknown) = opts.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
-        return Err(lab_error(format!(
-            "load: unknown option `{unknown}`; known: {}",
-            OPTIONS.join(", ")
-        )));
-    }
-    let paths: Vec<String> = match (opts.get("path"), opts.get("paths")) {
-        (Some(p), None) => vec![arg_str("load", "opts.path", p)?],
-        (None, Some(ps)) => arg_array("load", "opts.paths", ps)?
-            .iter()
-            .map(|p| arg_str("load", "opts.paths[]", p))
-            .collect::<LabResult<_>>()?,
-        _ => return Err(lab_error("load: give exactly one of `path` or `paths`")),
+/// A plan from `load()`'s options, and the label the report gives the run.
+fn plan_from(ctx: &LabContext, function: &str, opts: &Dynamic) -> LabResult<(Plan, String)> {
+    let map = arg_map(function, "opts", opts)?;
+    let json = to_json(&Dynamic::from(map));
+    let opts: LoadOptions = serde_path_to_error::deserialize(json).map_err(|e| {
+        let field = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        lab_error(match inner.strip_prefix("unknown field ") {
+            Some(rest) => {
+                let name = rest.split(',').next().unwrap_or(rest);
+                format!("{function}: unknown option {name}; known: {OPTIONS}")
+            }
+            None => format!("{function}: option `{field}`: {inner}"),
+        })
+    })?;
+    let fail = |m: String| lab_error(format!("{function}: {m}"));
+    let paths: Vec<String> = match (&opts.path, &opts.paths) {
+        (Some(p), None) => vec![p.clone()],
+        (None, Some(ps)) if !ps.is_empty() => ps.clone(),
+        (None, Some(_)) => return Err(fail("`paths` is empty".into())),
+        _ => return Err(fail("give exactly one of `path` or `paths`".into())),
     };
-    if paths.is_empty() {
-        return Err(lab_error("load: `paths` is empty"));
-    }
+    let label = format!("{function} {}", paths.join(" "));
     let targets = paths
         .iter()
         .map(|p| Target::parse(&ctx.url_for(p)?).map_err(lab_error))
         .collect::<LabResult<Vec<_>>>()?;
     let mut plan = Plan::new(targets);
-    let get_count = |key: &str, default: u64| -> LabResult<u64> {
-        opts.get(key).map_or(Ok(default), |v| {
-            arg_count("load", &format!("opts.{key}"), v)
-        })
+    plan.cancel = ctx.cancel.child_token();
+    plan.same_process_server = true;
+    plan.concurrency = opts.c.unwrap_or(10).max(1) as usize;
+    plan.stop = match opts.duration_ms {
+        Some(ms) => Stop::Duration(Duration::from_millis(ms)),
+        None => Stop::Requests(opts.n.unwrap_or(1000).max(1)),
     };
-    plan.concurrency = get_count("c", 10)?.clamp(1, 10_000) as usize;
-    plan.stop = match opts.get("duration_ms") {
-        Some(d) => Stop::Duration(Duration::from_millis(arg_count(
-            "load",
-            "opts.duration_ms",
-            d,
-        )?)),
-        None => Stop::Requests(get_count("n", 1000)?.max(1)),
-    };
-    if let Some(rate) = opts.get("rate") {
-        let rate = arg_num("load", "opts.rate", rate)?;
-        if rate <= 0.0 {
-            return Err(lab_error("load: `rate` must be greater than zero"));
-        }
+    if let Some(rate) = opts.rate {
         plan.pace = Pace::Total(rate);
     }
-    if let Some(m) = opts.get("method") {
-        let m = arg_str("load", "opts.method", m)?;
+    if let Some(m) = &opts.method {
         plan.method = m
             .to_uppercase()
             .parse()
-            .map_err(|_| lab_error(format!("load: `method` {m:?} is not an HTTP method")))?;
+            .map_err(|_| fail(format!("`method` {m:?} is not an HTTP method")))?;
     }
-    if let Some(keys) = opts.get("keys") {
-        plan.keys = match arg_str("load", "opts.keys", keys)?.as_str() {
-            "uniform" => KeyDist::Uniform,
-            "zipf" => {
-                let s = opts
-                    .get("zipf_s")
-                    .map_or(Ok(1.0), |v| arg_num("load", "opts.zipf_s", v))?;
-                if s <= 0.0 {
-                    return Err(lab_error("load: `zipf_s` must be greater than zero"));
-                }
-                KeyDist::Zipf(s)
-            }
-            other => {
-                return Err(lab_error(format!(
-                    "load: `keys` must be \"uniform\" or \"zipf\", got {other:?}"
-                )))
-            }
+    if let Some(keys) = &opts.keys {
+        plan.keys = match (keys.as_str(), opts.zipf_s) {
+            ("zipf", Some(s)) => KeyDist::Zipf(s),
+            (other, _) => KeyDist::parse(other).map_err(fail)?,
         };
-        if !plan.targets.iter().any(Target::has_key) {
-            return Err(lab_error(
-                "load: `keys` needs a path with {id} in it, e.g. \"/users/{id}\"",
-            ));
-        }
     }
-    if let Some(ids) = opts.get("ids") {
-        let ids = arg_array("load", "opts.ids", ids)?;
-        let pair: Vec<u64> = ids
-            .iter()
-            .map(|v| arg_count("load", "opts.ids[]", v))
-            .collect::<LabResult<_>>()?;
-        match pair.as_slice() {
-            [first, last] if *first >= 1 && last >= first => plan.ids = (*first, *last),
-            _ => {
-                return Err(lab_error(
-                    "load: `ids` must be [first, last] with 1 <= first <= last",
-                ))
-            }
-        }
-    } else {
-        plan.ids = (1, crate::seed::users().len() as u64);
+    plan.ids = match &opts.ids {
+        Some(Ids::Pair([first, last])) => (*first, *last),
+        Some(Ids::Text(text)) => load::parse_ids(text).map_err(fail)?,
+        None => (1, crate::seed::users().len() as u64),
+    };
+    let keyed = plan.targets.iter().any(Target::has_key);
+    if (opts.keys.is_some() || opts.mix.is_some() || opts.trace == Some(true)) && !keyed {
+        return Err(fail(
+            "`keys`, `mix` and `trace` need a path with {id} in it, e.g. \"/users/{id}\"".into(),
+        ));
     }
-    Ok(plan)
+    plan.seed = opts.seed;
+    plan.mix = opts.mix.map(|m| Mix {
+        get: m.get,
+        put: m.put,
+    });
+    if let Some(ms) = opts.interval_ms {
+        plan.interval = Duration::from_millis(ms);
+    }
+    plan.record_keys = opts.trace.unwrap_or(false);
+    if opts.history.unwrap_or(false) {
+        plan.record_history = true;
+        plan.initial_values = current_names(ctx, plan.ids)?;
+    }
+    plan.timeout = plan.timeout.min(ctx.remaining());
+    plan.check().map_err(fail)?;
+    Ok((plan, label))
 }
 
-/// A load run that measures `plan` against the current strategy's server: its figures
-/// plus the server's counter deltas over the run, as JSON (so it can run on the runtime
-/// while the lab goes on).
+/// The names users have now, by id: what a history's reads start from.
+fn current_names(ctx: &LabContext, (first, last): (u64, u64)) -> LabResult<HashMap<u64, String>> {
+    let mut db = ctx.db.borrow_mut();
+    let rows = ctx
+        .block_on(db.query_json(
+            "SELECT id, name FROM users WHERE id BETWEEN $1 AND $2",
+            &[first.into(), last.into()],
+        ))?
+        .map_err(|e| lab_error(format!("load: reading the users before the run: {e:#}")))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| Some((r["id"].as_u64()?, r["name"].as_str()?.to_string())))
+        .collect())
+}
+
+/// What a measured run hands back: the figures, and the history to keep.
+type Measured = (serde_json::Value, Vec<load::history::Op>);
+
+/// A run of `plan` against the current strategy's server: its figures, its timeline with
+/// the server's Postgres reads per interval, and the server's counter deltas over the
+/// run, as JSON (so it can run on the runtime while the lab goes on).
 fn measured(
     ctx: &LabContext,
     mut plan: Plan,
-) -> LabResult<impl std::future::Future<Output = serde_json::Value> + Send + 'static> {
+) -> LabResult<impl std::future::Future<Output = Measured> + Send + 'static> {
     let strategy = ctx.strategy.borrow().clone();
     let server = ctx
         .services
         .server(&strategy)
         .ok_or_else(|| lab_error(format!("no {strategy} server is running")))?;
     let backend = server.backend.clone();
-    plan.timeout = plan.timeout.min(ctx.remaining());
+    let sampled = backend.clone();
+    plan.sampler = Some(Arc::new(move || {
+        BTreeMap::from([(
+            "db_reads".to_string(),
+            sampled.counters.get(Counter::DbReads) as i64,
+        )])
+    }));
     Ok(async move {
         let before = backend.counters.snapshot();
         let summary = load::run(plan, Arc::new(Progress::default())).await;
         let delta = backend.counters.snapshot().since(&before);
-        let mut figures = serde_json::to_value(summary.figures()).unwrap_or_default();
+        let mut figures = serde_json::to_value(summary.lab_figures()).unwrap_or_default();
         if let Some(map) = figures.as_object_mut() {
             for (name, value) in delta.fields() {
                 map.insert(name.to_string(), value.into());
             }
+            flatten_timeline(map);
+            if !summary.keys.is_empty() {
+                map.insert("ids".into(), summary.keys.clone().into());
+            }
         }
-        figures
+        (figures, summary.history)
     })
 }
 
-/// Run `plan` now and return its figures (and note it in the report).
-fn run_measured(ctx: &LabContext, plan: Plan, label: String) -> LabResult<Map> {
-    let run = measured(ctx, plan)?;
-    let figures = ctx.block_on(run)?;
-    Ok(finish(ctx, label, figures))
+/// Each timeline entry as the lab reads it: requests, ok, errors, hits, misses, stale,
+/// coalesced, db_reads, p50, p99 — flat numbers instead of nested maps.
+fn flatten_timeline(figures: &mut serde_json::Map<String, serde_json::Value>) {
+    let Some(serde_json::Value::Array(entries)) = figures.get_mut("timeline") else {
+        return;
+    };
+    for entry in entries.iter_mut() {
+        let Some(fields) = entry.as_object_mut() else {
+            continue;
+        };
+        let cache = fields.remove("cache").unwrap_or_default();
+        for kind in crate::strategy::XCache::ALL {
+            let n = cache
+                .get(kind.as_str())
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            fields.insert(kind.counter().name().to_string(), n.into());
+        }
+        let samples = fields.remove("samples").unwrap_or_default();
+        let db_reads = samples
+            .get("db_reads")
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
+        fields.insert("db_reads".into(), db_reads.into());
+        for (old, new) in [("p50_ms", "p50"), ("p99_ms", "p99")] {
+            if let Some(v) = fields.remove(old) {
+                fields.insert(new.into(), v);
+            }
+        }
+    }
 }
 
-/// The figures as the lab's map, recorded in the report for its charts.
-fn finish(ctx: &LabContext, label: String, figures: serde_json::Value) -> Map {
+/// The figures as the lab's map; the run is recorded in the report (without its long
+/// arrays) for the HTML charts, and its history kept for `save_history`.
+fn finish(ctx: &LabContext, label: String, (figures, history): Measured) -> Map {
     let map = from_json(&figures).cast::<Map>();
     ctx.remember_shape("load", &map);
-    ctx.add(Event::Load { label, figures });
+    let mut recorded = figures;
+    if let Some(fields) = recorded.as_object_mut() {
+        fields.remove("ids");
+    }
+    ctx.add(Event::Load {
+        label,
+        figures: recorded,
+    });
+    if !history.is_empty() {
+        *ctx.last_history.borrow_mut() = history;
+    }
     map
 }

@@ -7,6 +7,7 @@
 mod checks;
 mod data;
 mod database;
+mod faults;
 mod http;
 mod load;
 mod redis;
@@ -65,6 +66,7 @@ pub fn register_all(engine: &mut Engine) -> Vec<FnDoc> {
     server::register(&mut registry);
     redis::register(&mut registry);
     database::register(&mut registry);
+    faults::register(&mut registry);
     data::register(&mut registry);
     checks::register(&mut registry);
     time::register(&mut registry);

@@ -20,18 +20,6 @@ const POLICIES: &[&str] = &[
     "volatile-ttl",
 ];
 
-/// Commands a lab may only send to a Redis it may wipe.
-const DESTRUCTIVE: &[&str] = &[
-    "FLUSHALL",
-    "FLUSHDB",
-    "CONFIG",
-    "SHUTDOWN",
-    "DEBUG",
-    "SWAPDB",
-    "REPLICAOF",
-    "SLAVEOF",
-];
-
 pub fn register(r: &mut Registry) {
     def!(
         r,
@@ -50,7 +38,7 @@ pub fn register(r: &mut Registry) {
         }
     );
     def!(r, "redis", "redis(args: array) -> any",
-        "Any Redis command, e.g. redis([\"SET\", \"k\", \"v\", \"EX\", 5]); the reply converted to Rhai values.",
+        "A Redis command on the lab's own connection, e.g. redis([\"SET\", \"k\", \"v\", \"EX\", 5]); commands that would break or expose the stack are refused (see README, Safety).",
         |args: Dynamic| -> LabResult<Dynamic> {
             let args = arg_array("redis", "args", &args)?;
             let words: Vec<String> = args
@@ -65,9 +53,7 @@ pub fn register(r: &mut Registry) {
             };
             let upper = command.to_uppercase();
             context::with(|ctx| {
-                if DESTRUCTIVE.contains(&upper.as_str()) {
-                    ensure_may_flush(ctx, &format!("redis([\"{upper}\", ...])"))?;
-                }
+                ctx.guard_redis(&words)?;
                 let mut cmd = redis::cmd(&upper);
                 for word in &words[1..] {
                     cmd.arg(word);
