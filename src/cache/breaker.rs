@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use crate::outage::OutageLog;
 
-/// Consecutive unreachable-Redis failures that open the breaker.
-const OPEN_AFTER: u32 = 3;
+/// Consecutive unreachable-Redis failures that open the breaker. One: a call that could
+/// not reach Redis at all means the next ones would each wait on a reconnect, and a
+/// breaker opened by a passing blip costs only Postgres reads until the next probe.
+const OPEN_AFTER: u32 = 1;
 /// How often the probe tries Redis while the breaker is open.
 pub const PROBE_EVERY: Duration = Duration::from_millis(200);
 

@@ -221,7 +221,8 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, inbox: Inbox) -> Out
             Some(mix) if rng.random_range(0..mix.get + mix.put) < mix.get => Action::Read,
             Some(_) => Action::Write,
         };
-        let id = matches!(route.path, RoutePath::Template(_)).then(|| picker.next_id(&mut rng));
+        let id =
+            matches!(route.path, RoutePath::Template(_)).then(|| picker.next_id(&mut rng, ticket));
         let mut path = route.render(id);
         let written = (action == Action::Write).then(|| {
             let name = format!("w{}-{index}-{writes}", s.seed);

@@ -161,16 +161,27 @@ fn now() -> String {
         .to_string()
 }
 
+/// How often the flusher looks at its interval knob: a changed interval applies within
+/// this, not after the old interval ran out.
+const KNOB_CHECK: Duration = Duration::from_millis(20);
+
 /// Apply the queue to Postgres every `flush_interval_ms` until the server stops, then
 /// flush what is left (bounded) so a clean shutdown loses nothing.
 async fn flusher(b: Arc<Backend>) {
+    let mut last = tokio::time::Instant::now();
     loop {
         let interval = Duration::from_millis(b.knobs.get().flush_interval_ms.max(1));
+        let due = last + interval;
         tokio::select! {
             _ = b.stop.cancelled() => break,
-            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::time::sleep_until(due.min(tokio::time::Instant::now() + KNOB_CHECK)) => {}
         }
-        flush_once(&b).await;
+        // The interval may have changed while this task slept.
+        let interval = Duration::from_millis(b.knobs.get().flush_interval_ms.max(1));
+        if tokio::time::Instant::now() >= last + interval {
+            flush_once(&b).await;
+            last = tokio::time::Instant::now();
+        }
     }
     let give_up = tokio::time::Instant::now() + FINAL_FLUSH_BOUND;
     while tokio::time::Instant::now() < give_up {

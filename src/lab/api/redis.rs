@@ -95,6 +95,7 @@ pub fn register(r: &mut Registry) {
         |pattern: Dynamic| -> LabResult<Array> {
             let pattern = arg_str("redis_keys", "pattern", &pattern)?;
             context::with(|ctx| {
+                ctx.forget_redis_if_closed();
                 let mut conn = ctx.redis()?;
                 let keys = ctx
                     .block_on(async move { crate::cache::scan_keys(&mut conn, &pattern).await })?
@@ -182,10 +183,20 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is not a Redis size (e.g. 100000, 512kb, 2mb, 1gb)"))
 }
 
+/// Run `cmd` on the lab's connection. A connection that died with its Redis (a restart
+/// the lab asked for) is opened again once.
 fn query<T: redis::FromRedisValue>(ctx: &LabContext, cmd: redis::Cmd) -> LabResult<T> {
     let mut conn = ctx.redis()?;
-    ctx.block_on(async move { cmd.query_async::<T>(&mut conn).await })?
-        .map_err(|e| lab_error(format!("redis: {e}")))
+    let once = cmd.clone();
+    match ctx.block_on(async move { once.query_async::<T>(&mut conn).await })? {
+        Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+            ctx.forget_redis();
+            let mut conn = ctx.redis()?;
+            ctx.block_on(async move { cmd.query_async::<T>(&mut conn).await })?
+                .map_err(|e| lab_error(format!("redis: {e}")))
+        }
+        other => other.map_err(|e| lab_error(format!("redis: {e}"))),
+    }
 }
 
 fn set_policy(ctx: &LabContext, policy: &str, maxmemory: Option<u64>) -> LabResult<()> {

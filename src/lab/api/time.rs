@@ -8,7 +8,8 @@ use crate::lab::context;
 use crate::lab::convert::{arg_count, LabResult};
 
 pub fn register(r: &mut Registry) {
-    // Typed `int` (not Dynamic) so it replaces Rhai's built-in sleep(seconds).
+    // Typed `int` and `float` (not Dynamic) so they replace both of Rhai's built-in
+    // sleep(seconds), which would block past --timeout.
     def!(
         r,
         "time",
@@ -16,7 +17,21 @@ pub fn register(r: &mut Registry) {
         "Pause the lab for ms milliseconds (bounded by --timeout and Ctrl-C).",
         |ms: i64| -> LabResult<()> {
             let ms = arg_count("sleep", "ms", &Dynamic::from(ms))?;
-            context::with(|ctx| ctx.block_on(tokio::time::sleep(Duration::from_millis(ms))))
+            pause(Duration::from_millis(ms))
+        }
+    );
+    def!(
+        r,
+        "time",
+        "sleep(ms: float)",
+        "The same with a fractional number of milliseconds (a negative one sleeps not at all).",
+        |ms: f64| -> LabResult<()> {
+            if !ms.is_finite() {
+                return Err(crate::lab::convert::lab_error(format!(
+                    "sleep: argument `ms` must be a number of milliseconds, got {ms}"
+                )));
+            }
+            pause(Duration::from_secs_f64(ms.max(0.0) / 1000.0))
         }
     );
     def!(
@@ -31,4 +46,8 @@ pub fn register(r: &mut Registry) {
             Ok(now.as_millis() as i64)
         }
     );
+}
+
+fn pause(how_long: Duration) -> LabResult<()> {
+    context::with(|ctx| ctx.block_on(tokio::time::sleep(how_long)))
 }
