@@ -3,6 +3,9 @@
 //! outcome, and the totals over labs and checks. `text` prints it, `--json` serialises
 //! it as is, `html` draws a page from it.
 
+pub mod html;
+mod loads;
+mod page;
 pub mod text;
 
 use serde::Serialize;
