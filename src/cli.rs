@@ -194,6 +194,9 @@ pub struct RunArgs {
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write the report as one self-contained HTML page (charts included) to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
     /// Stop a lab that runs longer than this many seconds.
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,

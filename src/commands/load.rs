@@ -1,6 +1,6 @@
 //! `cachelab load`: parse hey's flags, run the engine with a progress bar on a terminal,
-//! and print hey's report (or JSON). Ctrl-C stops the run at once and still prints what
-//! it observed, as hey does.
+//! and print hey's report (or JSON), and with `--html` write a page of charts too. Ctrl-C
+//! stops the run at once and still prints what it observed, as hey does.
 
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
@@ -56,7 +56,30 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<u8> {
     } else {
         out.line(&load::print_text(&summary));
     }
+    if let Some(path) = &args.html {
+        let page = crate::lab::report::html::load_page(&page_label(&args), &summary);
+        if let Err(e) = std::fs::write(path, page) {
+            Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
+            return Ok(super::exit::ERROR);
+        }
+    }
     Ok(super::exit::OK)
+}
+
+/// What the page says was loaded: the method (or mix) and the targets. The scheme is left
+/// out, so that the page names no URL: it links to nothing and fetches nothing.
+fn page_label(args: &LoadArgs) -> String {
+    let method = match (&args.mix, &args.method) {
+        (Some(mix), _) => format!("mix get:{},put:{}", mix.get, mix.put),
+        (None, Some(m)) => m.to_uppercase(),
+        (None, None) => "GET".to_string(),
+    };
+    let targets: Vec<&str> = args
+        .urls
+        .iter()
+        .map(|u| u.strip_prefix("http://").unwrap_or(u))
+        .collect();
+    format!("{method} {}", targets.join(" "))
 }
 
 fn progress_bar(stop: Stop) -> ProgressBar {

@@ -1,5 +1,5 @@
 //! `cachelab run`: start the stack once, run each lab from a fresh state, print the
-//! report (and write it as JSON), tear everything down, and exit 0 / 1 / 2.
+//! report (and write it as JSON and HTML), tear everything down, and exit 0 / 1 / 2.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,6 +49,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(path) = &args.json {
         let json = serde_json::to_string_pretty(&run_report)?;
         if let Err(e) = std::fs::write(path, json) {
+            Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
+            code = super::exit::ERROR;
+        }
+    }
+    if let Some(path) = &args.html {
+        if let Err(e) = std::fs::write(path, report::html::run_page(&run_report)) {
             Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
             code = super::exit::ERROR;
         }

@@ -78,6 +78,10 @@ pub struct LoadArgs {
     /// Print the figures as JSON instead of hey's text.
     #[arg(long)]
     pub json: bool,
+    /// Also write the run as one self-contained HTML page (histogram, percentiles and
+    /// timeline as charts) to this file.
+    #[arg(long)]
+    pub html: Option<std::path::PathBuf>,
 }
 
 impl LoadArgs {

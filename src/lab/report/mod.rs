@@ -3,6 +3,9 @@
 //! outcome, and the totals over labs and checks. `text` prints it, `--json` serialises
 //! it as is, `html` draws a page from it.
 
+pub mod html;
+mod loads;
+mod page;
 pub mod text;
 
 use serde::Serialize;
@@ -15,7 +18,8 @@ pub struct ChartSpec {
     pub title: String,
     pub x: String,
     pub y: String,
-    /// "line" or "bar".
+    /// "line" or "bar". Named `chart_kind` in JSON: the event's own `kind` tag is "chart".
+    #[serde(rename = "chart_kind")]
     pub kind: String,
     /// Name → points `[x, y]`, in the order given.
     pub series: Vec<(String, Vec<(f64, f64)>)>,
@@ -244,6 +248,23 @@ mod tests {
             "3 labs: 1 passed, 2 failed · 13 checks: 13 passed, 0 failed"
         );
         assert_eq!(report.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_chart_event_is_tagged_chart_once_in_json() {
+        let event = Event::Chart(ChartSpec {
+            title: "t".into(),
+            x: String::new(),
+            y: String::new(),
+            kind: "bar".into(),
+            series: vec![("s".into(), vec![(0.0, 1.0)])],
+            categories: Vec::new(),
+        });
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(json.matches("\"kind\"").count(), 1, "{json}");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["kind"], "chart");
+        assert_eq!(value["chart_kind"], "bar");
     }
 
     #[test]
