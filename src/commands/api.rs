@@ -1,6 +1,11 @@
-//! `cachelab api`: every lab function, grouped, from the same table that registers them.
+//! `cachelab api`: every lab function, grouped, from the same table that registers them;
+//! then the names labs pass to them and read back — strategies (from the registry),
+//! remedy modes, X-Cache values and counters — each from the one place it is defined.
 
+use crate::counters::Counter;
+use crate::knobs::{Invalidation, Protection};
 use crate::output::Printer;
+use crate::strategy::{XCache, REGISTRY};
 
 pub fn api() -> u8 {
     let (_, docs) = crate::lab::engine();
@@ -12,6 +17,47 @@ pub fn api() -> u8 {
             out.line(&format!("\n{}", out.bold(group)));
         }
         out.line(&format!("  {}\n      {}", doc.signature, doc.doc));
+    }
+    out.line(&format!(
+        "\n{}",
+        out.bold(
+            "strategies (use_strategy, --strategy; serve --port P puts each on P + its place)"
+        )
+    ));
+    for entry in REGISTRY {
+        out.line(&format!(
+            "  {:<14} P+{}  {}",
+            entry.name, entry.port_offset, entry.summary
+        ));
+    }
+    out.line(&format!("\n{}", out.bold("modes")));
+    out.line(&format!(
+        "  set_protection / --protection:     {}",
+        Protection::NAMES.join(", ")
+    ));
+    out.line(&format!(
+        "  set_invalidation / --invalidation: {}",
+        Invalidation::NAMES.join(", ")
+    ));
+    out.line(&format!(
+        "\n{}",
+        out.bold("X-Cache (http_*().cache, load().cache)")
+    ));
+    for value in XCache::ALL {
+        let meaning = match value {
+            XCache::Hit => "the cache answered (a cached 404 tombstone too)",
+            XCache::Miss => "this request read Postgres: cold, expired, or an early recompute",
+            XCache::Stale => "the cache answered past freshness; a background refresh was started",
+            XCache::Coalesced => "another request's Postgres read answered it (singleflight, lock)",
+        };
+        out.line(&format!("  {:<10} {meaning}", value.as_str()));
+    }
+    out.line(&format!(
+        "\n{}",
+        out.bold("counters (stats(), load() deltas, /metrics as cachelab_<name>_total)")
+    ));
+    for counter in Counter::ALL {
+        out.line(&format!("  {:<21} {}", counter.name(), counter.doc()));
     }
     out.line("");
     out.line("Relative paths (\"/users/1\") go to the strategy chosen with use_strategy (default cache-aside).");

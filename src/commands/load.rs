@@ -56,6 +56,14 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<u8> {
     } else {
         out.line(&load::print_text(&summary));
     }
+    if let Some(path) = &args.history {
+        let written = std::fs::File::create(path)
+            .and_then(|file| load::history::write_jepsen(&summary.history, file));
+        if let Err(e) = written {
+            Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
+            return Ok(super::exit::ERROR);
+        }
+    }
     if let Some(path) = &args.html {
         let page = crate::lab::report::html::load_page(&page_label(&args), &summary);
         if let Err(e) = std::fs::write(path, page) {

@@ -82,6 +82,10 @@ pub struct LoadArgs {
     /// timeline as charts) to this file.
     #[arg(long)]
     pub html: Option<std::path::PathBuf>,
+    /// With --mix: record every operation and write the history to this file as
+    /// Jepsen-style JSON lines (process, type, f, key, value, time), for outside checkers.
+    #[arg(long)]
+    pub history: Option<std::path::PathBuf>,
 }
 
 impl LoadArgs {
@@ -148,6 +152,15 @@ impl LoadArgs {
         plan.keys = self.keys.clone();
         plan.ids = self.ids;
         plan.seed = self.seed;
+        if self.history.is_some() {
+            if self.mix.is_none() {
+                return Err(
+                    "--history records reads and writes: give --mix too, e.g. --mix get:90,put:10"
+                        .into(),
+                );
+            }
+            plan.record_history = true;
+        }
         if self.interval_ms == 0 {
             return Err("--interval-ms must be at least 1".into());
         }

@@ -66,6 +66,17 @@ pub fn print_text(summary: &Summary) -> String {
             let _ = writeln!(out, "  [{n}]\t{kind}");
         }
     }
+    if let Some(v) = &summary.consistency {
+        let _ = writeln!(out, "\nConsistency (history checker):");
+        let _ = writeln!(out, "  Reads judged:\t{}", v.reads);
+        let _ = writeln!(out, "  Certainly stale:\t{}", v.stale_reads);
+        let _ = writeln!(out, "  Max staleness:\t{:.3} secs", v.max_stale_ms / 1000.0);
+        let _ = writeln!(
+            out,
+            "  Unexplained:\t{} (reads of values not written during the run)",
+            v.unexplained
+        );
+    }
     out
 }
 
