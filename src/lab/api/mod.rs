@@ -10,6 +10,7 @@ mod database;
 mod faults;
 mod http;
 mod load;
+mod model;
 mod redis;
 mod server;
 mod target;
@@ -63,6 +64,7 @@ pub fn register_all(engine: &mut Engine) -> Vec<FnDoc> {
     target::register(&mut registry);
     http::register(&mut registry);
     load::register(&mut registry);
+    model::register(&mut registry);
     server::register(&mut registry);
     redis::register(&mut registry);
     database::register(&mut registry);
