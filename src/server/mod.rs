@@ -4,16 +4,16 @@
 //!
 //! Hygiene against clients that misbehave: a connection must send a request head within
 //! the idle timeout (this also closes keep-alive connections left idle that long), and at
-//! most `max_connections` are open at once — beyond that, new connections wait in the
-//! kernel's accept queue while the open ones are served.
+//! most `max_connections` are open at once. At the cap, a newcomer makes the idlest open
+//! connection close (see `connections`); if every connection is busy, it waits.
 
+mod connections;
 mod input;
 mod routes;
 
 use anyhow::Context;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -154,14 +154,10 @@ async fn accept_loop<S: Strategy>(
     limits: HttpLimits,
     stop: CancellationToken,
 ) {
-    let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let conns = Arc::new(connections::Connections::default());
+    let tasks = tokio_util::task::TaskTracker::new();
     loop {
-        // Beyond the cap, stop accepting until a connection ends.
-        let slot = tokio::select! {
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-            _ = stop.cancelled() => break,
-        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -174,33 +170,66 @@ async fn accept_loop<S: Strategy>(
             },
             _ = stop.cancelled() => break,
         };
-        let _ = stream.set_nodelay(true);
-        let backend = backend.clone();
-        let service = service_fn(move |req| {
-            let backend = backend.clone();
-            async move {
-                let _in_flight = InFlight::new(backend.clone());
-                let started = Instant::now();
-                let reply = routes::handle(strategy, &backend, req).await;
-                backend.counters.record_latency(started.elapsed());
-                Ok::<_, std::convert::Infallible>(reply)
+        // At the cap: make room by closing the idlest connection, else wait for one to end.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                conns.shed_idlest();
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                    _ = stop.cancelled() => break,
+                }
             }
-        });
+        };
+        let _ = stream.set_nodelay(true);
+        let (id, record) = conns.open();
+        let backend = backend.clone();
+        let service = {
+            let (conns, record) = (conns.clone(), record.clone());
+            service_fn(move |req| {
+                let backend = backend.clone();
+                let busy = conns.busy(&record);
+                async move {
+                    let _busy = busy;
+                    let _in_flight = InFlight::new(backend.clone());
+                    let started = Instant::now();
+                    let reply = routes::handle(strategy, &backend, req).await;
+                    backend.counters.record_latency(started.elapsed());
+                    Ok::<_, std::convert::Infallible>(reply)
+                }
+            })
+        };
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.idle_timeout)
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
+        let (stop, conns) = (stop.clone(), conns.clone());
+        tasks.spawn(async move {
+            tokio::pin!(conn);
+            let ended = tokio::select! {
+                ended = conn.as_mut() => Some(ended),
+                _ = record.close.notified() => None,
+                _ = stop.cancelled() => None,
+            };
+            let ended = match ended {
+                Some(ended) => ended,
+                None => {
+                    // Finish the request in flight, if any, then close.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
                 tracing::debug!("connection ended with an error: {e}");
             }
+            conns.closed(id);
             drop(slot);
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    tasks.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait())
         .await
         .is_err()
     {
