@@ -250,6 +250,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn rhai_signatures_read_in_lab_types() {
+        assert_eq!(
+            as_lab_call("http_gett (&str | ImmutableString | String)"),
+            "http_gett(string)"
+        );
+        assert_eq!(as_lab_call("f (i64, f64, bool)"), "f(int, float, bool)");
+        assert_eq!(as_lab_call("g ()"), "g()");
+    }
+
+    #[test]
     fn edit_distance_counts_single_edits() {
         assert_eq!(edit_distance("stauts", "status"), 2);
         assert_eq!(edit_distance("http_gett", "http_get"), 1);

@@ -23,7 +23,8 @@ pub struct Progress {
 /// Run `plan` to the end (or until it is cancelled) and return what was observed. Call
 /// `plan.check()` first: `run` trusts the plan.
 pub async fn run(plan: Plan, progress: Arc<Progress>) -> Summary {
-    let seed = plan.seed.unwrap_or_else(rand::random);
+    // Below 2^63, so the seed survives a trip through a lab's integers (i64) and back.
+    let seed = plan.seed.unwrap_or_else(|| rand::random::<u64>() >> 1);
     let stop = plan.cancel.child_token();
     // If this future is dropped, the guard stops the workers' loops and the JoinSet
     // aborts their tasks; their connections close with them.

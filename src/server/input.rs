@@ -100,9 +100,10 @@ fn decode(text: &str) -> Result<String, BadRequest> {
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| {
+                        let near = &bytes[i..(i + 3).min(bytes.len())];
                         BadRequest::new(format!(
                             "bad percent-encoding in the query string near {:?}",
-                            &text[i..(i + 3).min(text.len())]
+                            String::from_utf8_lossy(near)
                         ))
                     })?;
                 out.push(hex);
@@ -182,7 +183,7 @@ mod tests {
         let f = UserFields::parse(Some("name=J%C3%BCrgen+K&email=a%40b.c"), b"").unwrap();
         assert_eq!(f.name.as_deref(), Some("Jürgen K"));
         assert_eq!(f.email.as_deref(), Some("a@b.c"));
-        for bad in ["name=%ZZ", "name=%C3", "name=abc%", "name=%FF%FE"] {
+        for bad in ["name=%ZZ", "name=%C3", "name=abc%", "name=%FF%FE", "name=%a\u{e9}"] {
             assert_eq!(
                 UserFields::parse(Some(bad), b"").unwrap_err().status,
                 400,

@@ -87,6 +87,17 @@ impl Admin {
     pub async fn rebuild(&self) -> anyhow::Result<()> {
         if self.managed {
             self.end_sessions_of(LAB_ROLE).await?;
+            // Whatever the lab role owns or set for itself goes: large objects, default
+            // privileges, settings per role and per role in this database.
+            self.client
+                .batch_execute(&format!(
+                    "DROP OWNED BY {LAB_ROLE}; \
+                     ALTER ROLE {LAB_ROLE} IN DATABASE postgres RESET ALL; \
+                     ALTER ROLE {APP_ROLE} IN DATABASE postgres RESET ALL; \
+                     GRANT USAGE ON SCHEMA public TO {LAB_ROLE};"
+                ))
+                .await
+                .context("removing what the lab role owns and set")?;
         }
         let mut sql = format!("DROP TABLE IF EXISTS users CASCADE; {}", seed::SCHEMA_SQL);
         if self.managed {
