@@ -151,6 +151,51 @@ impl ManagedCluster {
         self.wait_until_converged()
     }
 
+    /// Is master `i` running (not killed, not crashed)?
+    /// Panics if there is no master `i`.
+    pub fn is_running(&mut self, i: usize) -> bool {
+        self.nodes[i]
+            .child
+            .as_mut()
+            .is_some_and(|child| !child.has_exited())
+    }
+
+    /// The process id of each master, `None` for one that is not running (for SIGSTOP and
+    /// SIGCONT).
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.nodes
+            .iter()
+            .map(|n| n.child.as_ref().and_then(ManagedChild::pid))
+            .collect()
+    }
+
+    /// Stop master `i` cleanly (SIGTERM); like `kill_node`, its slots go unserved until
+    /// `start_node(i)`. Panics if there is no master `i`.
+    pub fn stop_node(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            child.stop();
+        }
+    }
+
+    /// Start every master that is not running (killed, stopped or crashed) and wait until
+    /// the cluster is healthy again; returns whether any was started. Call it from the
+    /// main thread or through the spawner, like `start_node`.
+    pub fn revive(&mut self) -> anyhow::Result<bool> {
+        let down: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| !self.is_running(i))
+            .collect();
+        for &i in &down {
+            let node = &mut self.nodes[i];
+            let mut child = spawn_node(&self.binary, &self.dir, node.port, node.bus_port)?;
+            wait_until_answering(&mut child, &self.dir, node.port)?;
+            node.child = Some(child);
+        }
+        if !down.is_empty() {
+            self.wait_until_converged()?;
+        }
+        Ok(!down.is_empty())
+    }
+
     /// Give each master its slots, make the config epochs distinct (as `redis-cli --cluster
     /// create` does, so the nodes need not resolve a tie first), and introduce every node
     /// to the first: gossip then tells each about all the others.
