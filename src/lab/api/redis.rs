@@ -125,7 +125,7 @@ pub fn register(r: &mut Registry) {
         r,
         "redis",
         "set_policy(policy: string, maxmemory: int|string)",
-        "CONFIG SET maxmemory-policy and maxmemory together; maxmemory in bytes or a Redis size such as \"2mb\" or \"1gb\". On a cluster maxmemory is the total, shared evenly by the masters.",
+        "CONFIG SET maxmemory-policy and maxmemory together; maxmemory in bytes or a Redis size such as \"2mb\" or \"1gb\". On a cluster maxmemory is the total: the room above what the masters use now is shared evenly among them.",
         |policy: Dynamic, maxmemory: Dynamic| -> LabResult<()> {
             let policy = arg_str("set_policy", "policy", &policy)?;
             let bytes = if maxmemory.is_string() {
@@ -246,13 +246,29 @@ fn set_policy(ctx: &LabContext, policy: &str, maxmemory: Option<u64>) -> LabResu
         )
     })?;
     if let Some(total) = maxmemory {
-        on_every_master::<()>(ctx, |i, count| {
-            let share = share_of(total, i, count);
+        let caps = if total == 0 {
+            vec![0]
+        } else {
+            let texts: Vec<String> =
+                on_every_master(ctx, |_, _| Some(redis::cmd("INFO").arg("memory").clone()))?;
+            let used: Vec<u64> = texts
+                .iter()
+                .map(|t| {
+                    parse_info(t)
+                        .get("used_memory")
+                        .and_then(|v| v.as_int().ok())
+                        .unwrap_or(0) as u64
+                })
+                .collect();
+            caps_sharing(total, &used)
+        };
+        on_every_master::<()>(ctx, |i, _| {
+            let cap = caps.get(i).or(caps.last()).copied().unwrap_or(0);
             Some(
                 redis::cmd("CONFIG")
                     .arg("SET")
                     .arg("maxmemory")
-                    .arg(share)
+                    .arg(cap)
                     .clone(),
             )
         })?;
@@ -260,12 +276,22 @@ fn set_policy(ctx: &LabContext, policy: &str, maxmemory: Option<u64>) -> LabResu
     Ok(())
 }
 
-/// Master `i`'s part of `total` shared by `count` masters: near-equal parts that add up to
-/// `total` exactly, so `redis_info().maxmemory` reads back what the lab set. A total of 0
-/// (no limit) stays 0 everywhere.
-fn share_of(total: u64, i: usize, count: usize) -> u64 {
-    let (i, count) = (i as u64, count as u64);
-    (total * (i + 1)) / count - (total * i) / count
+/// Each master's maxmemory when a cluster's total is `total` and the masters use `used`
+/// bytes now: the room above what they use is shared evenly (a master's own footprint
+/// differs by its clients' buffers, and evenly shared caps would give the lighter ones
+/// more room for keys). The caps add up to `total`, so `redis_info().maxmemory` reads
+/// back what the lab set; none is below 1 byte (0 would mean no limit).
+fn caps_sharing(total: u64, used: &[u64]) -> Vec<u64> {
+    let count = used.len().max(1) as i128;
+    let room = total as i128 - used.iter().map(|&u| u as i128).sum::<i128>();
+    used.iter()
+        .enumerate()
+        .map(|(i, &u)| {
+            let i = i as i128;
+            let share = (room * (i + 1)).div_euclid(count) - (room * i).div_euclid(count);
+            (u as i128 + share).max(1) as u64
+        })
+        .collect()
 }
 
 fn info(section: Option<String>) -> LabResult<Map> {
@@ -553,6 +579,46 @@ mod tests {
         assert_eq!(super::parse_size("1000").unwrap(), 1000);
         assert!(super::parse_size("2 tb").is_err());
         assert!(super::parse_size("mb").is_err());
+    }
+
+    #[test]
+    fn a_cluster_total_gives_every_master_the_same_room_and_adds_up() {
+        let caps = super::caps_sharing(3_000_100, &[1_000_000, 900_000, 1_000_000]);
+        assert_eq!(caps.iter().sum::<u64>(), 3_000_100);
+        let room: Vec<u64> = caps
+            .iter()
+            .zip([1_000_000, 900_000, 1_000_000])
+            .map(|(c, u)| c - u)
+            .collect();
+        assert!(
+            room.iter().max().unwrap() - room.iter().min().unwrap() <= 1,
+            "{room:?}"
+        );
+        // A total below what they use already: every master is capped below its footprint
+        // (it evicts), never at 0, which would lift the limit.
+        assert_eq!(
+            super::caps_sharing(30, &[1_000, 1_000, 1_000]),
+            [10, 10, 10]
+        );
+        assert_eq!(super::caps_sharing(1, &[1_000, 1_000, 1_000]), [1, 1, 1]);
+    }
+
+    #[test]
+    fn cluster_info_sums_amounts_averages_ratios_and_keeps_what_describes_a_node() {
+        let a = super::parse_info("used_memory:100\r\nmem_fragmentation_ratio:1.0\r\ntcp_port:7000\r\ndb0:keys=3,expires=3,avg_ttl=10\r\nmaxmemory_policy:allkeys-lru\r\n");
+        let b = super::parse_info("used_memory:50\r\nmem_fragmentation_ratio:2.0\r\ntcp_port:7001\r\ndb0:keys=1,expires=0,avg_ttl=20\r\nmaxmemory_policy:allkeys-lru\r\n");
+        let sum = super::sum_info(vec![a, b]);
+        assert_eq!(sum["used_memory"].as_int().unwrap(), 150);
+        assert_eq!(sum["mem_fragmentation_ratio"].as_float().unwrap(), 1.5);
+        assert_eq!(sum["tcp_port"].as_int().unwrap(), 7000);
+        assert_eq!(
+            sum["db0"].clone().into_string().unwrap(),
+            "keys=4,expires=3,avg_ttl=10"
+        );
+        assert_eq!(
+            sum["maxmemory_policy"].clone().into_string().unwrap(),
+            "allkeys-lru"
+        );
     }
 
     #[test]
