@@ -581,3 +581,65 @@ fn an_unreachable_external_cluster_is_one_error_naming_it() {
         assert!(message.contains(&port.to_string()), "{message}");
     });
 }
+
+#[test]
+fn the_shipped_labs_pass_on_a_cluster_and_a_single_node_lab_is_skipped_with_its_reason() {
+    let _turn = serial();
+    let labs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("labs");
+    let out = common::cachelab()
+        .arg("run")
+        .arg(&labs)
+        .args(["--redis-cluster", "3"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("skipped: single-node only on a Redis Cluster: maxmemory is per node"),
+        "the eviction lab says why it does not run here:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("redis:1 (holds user:1)") || stdout.contains("(holds user:1)"),
+        "{stdout}"
+    );
+    let last = stdout.trim_end().lines().last().unwrap_or_default();
+    assert!(last.contains(" passed, 0 failed, 1 skipped · "), "{stdout}");
+    assert!(last.ends_with(" passed, 0 failed"), "{stdout}");
+}
+
+#[test]
+fn an_external_cluster_serves_the_servers_and_without_allow_flush_keeps_what_is_not_cachelabs() {
+    in_turn(async {
+        let dir = tempfile::tempdir().unwrap();
+        let external = cachelab::stack::ManagedCluster::start(dir.path(), 3).unwrap();
+        let options = StackOptions {
+            redis_cluster_urls: external.urls()[1..].to_vec(),
+            ..StackOptions::default()
+        };
+        let stack = Arc::new(Mutex::new(Stack::start(options).unwrap()));
+        let services = common::start_services(stack.clone()).await;
+        assert!(!services.stack.may_flush_redis);
+        let nodes = external.nodes();
+        let slot: u16 = on_port(nodes[0].port, &["CLUSTER", "KEYSLOT", "precious"]).await;
+        let owner = nodes.iter().find(|n| n.slots.contains(&slot)).unwrap().port;
+        let _: () = on_port(owner, &["SET", "precious", "data"]).await;
+        let base = services.server("write-through").unwrap().url();
+        assert_eq!(get(&format!("{base}/users/5")).await.cache(), "MISS");
+        assert_eq!(get(&format!("{base}/users/5")).await.cache(), "HIT");
+
+        services.reset().await.expect("the partial reset");
+        assert_eq!(
+            get(&format!("{base}/users/5")).await.cache(),
+            "MISS",
+            "cachelab's own keys are gone"
+        );
+        let kept: Option<String> = on_port(owner, &["GET", "precious"]).await;
+        assert_eq!(
+            kept.as_deref(),
+            Some("data"),
+            "a key that is not cachelab's survives the reset"
+        );
+        services.shutdown().await;
+    });
+}
