@@ -49,8 +49,8 @@ pub struct ClusterNodeInfo {
     pub port: u16,
     /// The 40-character id the cluster knows the node by (kept across a restart).
     pub id: String,
-    /// The slots this master serves. A managed cluster gives each master one contiguous
-    /// range and never moves slots, so this is the whole story.
+    /// The slots this master was given: one contiguous range. cachelab never moves slots;
+    /// after someone else has (CLUSTER SETSLOT), ask the cluster (`CLUSTER NODES`).
     pub slots: RangeInclusive<u16>,
 }
 
@@ -178,8 +178,8 @@ impl ManagedCluster {
     }
 
     /// Start every master that is not running (killed, stopped or crashed) and wait until
-    /// the cluster is healthy again; returns whether any was started. Call it from the
-    /// main thread or through the spawner, like `start_node`.
+    /// the cluster is healthy again; returns whether any was started. Any thread may call
+    /// it: the nodes are forked by the stack's spawner thread (see `child`).
     pub fn revive(&mut self) -> anyhow::Result<bool> {
         let down: Vec<usize> = (0..self.nodes.len())
             .filter(|&i| !self.is_running(i))
