@@ -198,9 +198,8 @@ impl ManagedCluster {
 
     /// Give each master its slots, make the config epochs distinct (as `redis-cli --cluster
     /// create` does, so the nodes need not resolve a tie first), and introduce every node
-    /// to the first: gossip then tells each about all the others.
+    /// to every other, so none waits for gossip to learn of a third.
     fn assign_slots_and_join(&self) -> anyhow::Result<()> {
-        let first = self.nodes[0].port;
         for (epoch, node) in (1u64..).zip(&self.nodes) {
             let (start, end) = (node.slots.start().to_string(), node.slots.end().to_string());
             query::<()>(node.port, &["CLUSTER", "ADDSLOTSRANGE", &start, &end])?;
@@ -209,9 +208,14 @@ impl ManagedCluster {
                 &["CLUSTER", "SET-CONFIG-EPOCH", &epoch.to_string()],
             )?;
         }
-        for node in &self.nodes[1..] {
+        for (i, node) in self.nodes.iter().enumerate() {
             let (port, bus_port) = (node.port.to_string(), node.bus_port.to_string());
-            query::<()>(first, &["CLUSTER", "MEET", "127.0.0.1", &port, &bus_port])?;
+            for other in self.nodes.iter().take(i) {
+                query::<()>(
+                    other.port,
+                    &["CLUSTER", "MEET", "127.0.0.1", &port, &bus_port],
+                )?;
+            }
         }
         Ok(())
     }
