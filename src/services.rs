@@ -329,10 +329,10 @@ impl Services {
             if !self.stack.may_flush_redis {
                 for pattern in crate::cache::keys::OWN_KEY_PATTERNS {
                     let keys = conn.scan_keys(pattern).await?;
-                    // One DEL per key: on a cluster the keys live in many slots.
-                    for key in keys {
+                    // On a cluster the client splits a DEL by slot.
+                    for chunk in keys.chunks(1000) {
                         redis::cmd("DEL")
-                            .arg(&key)
+                            .arg(chunk)
                             .query_async::<()>(&mut conn)
                             .await?;
                     }
