@@ -522,8 +522,39 @@ fn serve_with_a_cluster_prints_each_node_and_sigint_leaves_nothing_behind() {
     let node_port: u16 = cli_lines[0].rsplit(' ').next().unwrap().parse().unwrap();
     let state: String = rt.block_on(on_port(node_port, &["CLUSTER", "INFO"]));
     assert!(state.contains("cluster_state:ok"));
+
+    // A node that crashes is started again by serve, on its port, and rejoins the cluster.
+    let node_pid = common::processes_mentioning(tmp.path())
+        .into_iter()
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&format!(":{node_port}")))
+                .unwrap_or(false)
+        })
+        .expect("the node's redis-server process");
+    // SAFETY: killing a redis-server this test's serve started.
+    unsafe { libc::kill(node_pid as i32, libc::SIGKILL) };
+    let rejoined = rt.block_on(eventually(Duration::from_secs(15), || async {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{node_port}/")).unwrap();
+        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+            return false;
+        };
+        let info: redis::RedisResult<String> = redis::cmd("CLUSTER")
+            .arg("INFO")
+            .query_async(&mut conn)
+            .await;
+        info.is_ok_and(|i| i.contains("cluster_state:ok"))
+    }));
+    assert!(rejoined, "serve restarted the killed node and it rejoined");
+    let again = rt.block_on(get(&format!("http://127.0.0.1:{port}/users/1")));
+    assert_eq!(again.status, 200);
+
     let (status, stderr) = serve.signal(libc::SIGINT);
     assert_eq!(status.code(), Some(0), "a clean shutdown exits 0: {stderr}");
+    assert!(
+        stderr.contains("started it again"),
+        "serve said so: {stderr}"
+    );
     common::assert_nothing_left(tmp.path());
 }
 
