@@ -42,6 +42,13 @@ pub struct StackArgs {
     /// Use this Redis instead of starting one (e.g. redis://127.0.0.1:6379/).
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// Start a throw-away Redis Cluster of N masters (N >= 3) instead of one redis-server.
+    #[arg(long, value_name = "N")]
+    pub redis_cluster: Option<usize>,
+    /// Use this Redis Cluster (the URL of one of its nodes; repeatable, so any one that
+    /// answers will do) instead of starting one.
+    #[arg(long, value_name = "URL")]
+    pub redis_cluster_url: Vec<String>,
     /// Use this PostgreSQL instead of starting one (e.g. postgres://user@127.0.0.1/db).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
@@ -73,6 +80,8 @@ impl StackArgs {
     pub fn stack_options(&self) -> crate::stack::StackOptions {
         crate::stack::StackOptions {
             redis_url: self.redis_url.clone(),
+            redis_cluster: self.redis_cluster,
+            redis_cluster_urls: self.redis_cluster_url.clone(),
             database_url: self.database_url.clone(),
             allow_flush: self.allow_flush,
             reset_data: self.reset_data,

@@ -3,11 +3,12 @@
 //! one; `reset` puts it back into the fresh state every lab starts from.
 
 use anyhow::Context;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::cache::{Cache, RedisConn, DEFAULT_REDIS_TIMEOUT};
+use crate::cache::{Cache, RedisConn, RedisTarget, DEFAULT_REDIS_TIMEOUT};
 use crate::knobs::{Knobs, Settings};
 use crate::server::{HttpLimits, StrategyServer};
 use crate::stack::proxy::FaultProxy;
@@ -66,40 +67,93 @@ pub struct Services {
     pub processes: SharedStack,
     /// The fault proxies the servers reach Redis and Postgres through (labs only).
     pub faults: Option<Faults>,
-    /// Every Redis setting as found at start, restored by `reset`.
-    redis_config: Vec<(String, String)>,
+    /// Every Redis setting as found at start, restored by `reset`: one list per master of
+    /// a cluster (by its `host:port`), one for the single node (`None`).
+    redis_config: Vec<(Option<String>, RedisConfig)>,
 }
 
-/// One fault proxy per data store, in front of it for the servers.
+/// Every setting of one Redis node, as `CONFIG GET *` lists them.
+type RedisConfig = Vec<(String, String)>;
+
+/// Fault proxies in front of the data stores, for the servers: one for Postgres, one for
+/// a single Redis, one per master of a Redis Cluster.
 pub struct Faults {
-    pub redis: FaultProxy,
+    /// `"redis"` for a single node; `"redis:0"`, `"redis:1"`, ... for each master of a
+    /// cluster, in `redis_nodes()` order.
+    pub redis: Vec<(String, FaultProxy)>,
     pub postgres: FaultProxy,
 }
 
 impl Faults {
-    async fn start(stack: &StackInfo) -> anyhow::Result<Self> {
-        let redis_at = endpoint::authority(&stack.redis_url, 6379)
-            .context("reading the Redis URL's host and port")?;
+    /// A proxy per data store (per master of a cluster, in front of each `masters`
+    /// address).
+    async fn start(stack: &StackInfo, masters: &[Option<String>]) -> anyhow::Result<Self> {
         let postgres_at = endpoint::authority(&stack.database_url, 5432)
             .context("reading the database URL's host and port")?;
+        let mut redis = Vec::new();
+        if stack.redis_is_cluster() {
+            for (i, master) in masters.iter().enumerate() {
+                let addr = master
+                    .clone()
+                    .context("a cluster master without an address")?;
+                // A handful per start of the servers: leaking the label is cheaper than
+                // making every proxy log line allocate.
+                let label: &'static str = Box::leak(format!("redis:{i}").into_boxed_str());
+                redis.push((label.to_string(), FaultProxy::start(label, addr).await?));
+            }
+        } else {
+            let redis_at = endpoint::authority(&stack.redis_url, 6379)
+                .context("reading the Redis URL's host and port")?;
+            redis.push((
+                "redis".to_string(),
+                FaultProxy::start("redis", redis_at).await?,
+            ));
+        }
         Ok(Self {
-            redis: FaultProxy::start("redis", redis_at).await?,
+            redis,
             postgres: FaultProxy::start("postgres", postgres_at).await?,
         })
     }
 
-    /// The proxy of a target named by a lab ("redis" or "postgres").
-    pub fn target(&self, name: &str) -> Option<&FaultProxy> {
+    /// The proxies of a target named by a lab: `"postgres"`, `"redis"` (every Redis
+    /// proxy: on a cluster, all of its masters) or one master, `"redis:N"`. `None` for a
+    /// name that is none of these.
+    pub fn target(&self, name: &str) -> Option<Vec<&FaultProxy>> {
         match name {
-            "redis" => Some(&self.redis),
-            "postgres" => Some(&self.postgres),
-            _ => None,
+            "postgres" => Some(vec![&self.postgres]),
+            "redis" => Some(self.redis.iter().map(|(_, p)| p).collect()),
+            _ => self
+                .redis
+                .iter()
+                .find(|(label, _)| label == name)
+                .map(|(_, p)| vec![p]),
         }
+    }
+
+    /// The names `target` accepts, for error messages.
+    pub fn target_names(&self) -> Vec<String> {
+        let mut names = vec!["\"redis\"".to_string(), "\"postgres\"".to_string()];
+        if self.redis.len() > 1 || self.redis[0].0 != "redis" {
+            let (first, last) = (&self.redis[0].0, &self.redis[self.redis.len() - 1].0);
+            names.push(format!("a cluster node \"{first}\" … \"{last}\""));
+        }
+        names
+    }
+
+    /// Where the servers' cluster client dials each master instead of the master itself.
+    fn cluster_via(&self, masters: &[Option<String>]) -> HashMap<String, SocketAddr> {
+        masters
+            .iter()
+            .zip(&self.redis)
+            .filter_map(|(master, (_, proxy))| Some((master.clone()?, proxy.addr())))
+            .collect()
     }
 
     /// Remove every fault.
     pub fn heal_all(&self) {
-        self.redis.heal();
+        for (_, proxy) in &self.redis {
+            proxy.heal();
+        }
         self.postgres.heal();
     }
 }
@@ -113,24 +167,46 @@ impl Services {
             .prepare(stack.may_reset_data)
             .await
             .context("preparing the users table")?;
+        let mut direct = RedisConn::direct(&stack.redis).await?;
+        let masters = direct
+            .masters()
+            .await
+            .context("listing the Redis Cluster's masters")?;
         let faults = if options.fault_proxies {
-            Some(Faults::start(&stack).await?)
+            Some(Faults::start(&stack, &masters).await?)
         } else {
             None
         };
         // The servers reach the stores through the proxies; labs and resets go direct.
-        let (db_url, redis_url) = match &faults {
-            Some(f) => (
-                endpoint::with_authority(&stack.database_url, f.postgres.addr()),
-                endpoint::with_authority(&stack.redis_url, f.redis.addr()),
-            ),
-            None => (stack.database_url.clone(), stack.redis_url.clone()),
+        let db_url = match &faults {
+            Some(f) => endpoint::with_authority(&stack.database_url, f.postgres.addr()),
+            None => stack.database_url.clone(),
         };
         let store = Store::new(&db_url, options.db_timeout)?;
-        let cache = Cache::new(RedisConn::single(&redis_url, options.redis_timeout)?);
-        let redis_config = read_redis_config(&stack.redis_url)
-            .await
-            .context("reading the Redis configuration")?;
+        let conn = match &stack.redis {
+            RedisTarget::Single(url) => {
+                let url = match &faults {
+                    Some(f) => endpoint::with_authority(url, f.redis[0].1.addr()),
+                    None => url.clone(),
+                };
+                RedisConn::single(&url, options.redis_timeout)?
+            }
+            RedisTarget::Cluster(urls) => {
+                let via = faults
+                    .as_ref()
+                    .map(|f| f.cluster_via(&masters))
+                    .unwrap_or_default();
+                RedisConn::cluster(urls, options.redis_timeout, &via).await?
+            }
+        };
+        let cache = Cache::new(conn);
+        let mut redis_config = Vec::new();
+        for master in masters {
+            let config = read_redis_config(&mut direct, master.as_deref())
+                .await
+                .context("reading the Redis configuration")?;
+            redis_config.push((master, config));
+        }
         let knobs = Arc::new(Knobs::new(options.knobs));
         let mut servers = Vec::new();
         for entry in &options.strategies {
@@ -198,6 +274,12 @@ impl Services {
             }
             tracing::info!("restarting the managed Redis: {e:#}");
             self.with_processes(|stack| {
+                if let Some(cluster) = stack.managed_cluster() {
+                    for i in 0..cluster.nodes().len() {
+                        cluster.stop_node(i);
+                    }
+                    return cluster.revive().map(drop);
+                }
                 let redis = stack.managed_redis().expect("managed");
                 redis.stop();
                 redis.start_again()
@@ -240,12 +322,14 @@ impl Services {
         .context("the process control thread failed")?
     }
 
+    /// Empty Redis and restore its settings: on a cluster, every master.
     async fn reset_redis(&self) -> anyhow::Result<()> {
         let work = async {
-            let mut conn = fresh_redis_connection(&self.stack.redis_url).await?;
+            let mut conn = RedisConn::direct(&self.stack.redis).await?;
             if !self.stack.may_flush_redis {
                 for pattern in crate::cache::keys::OWN_KEY_PATTERNS {
-                    let keys = crate::cache::scan_keys(&mut conn, pattern).await?;
+                    let keys = conn.scan_keys(pattern).await?;
+                    // On a cluster the client splits a DEL by slot.
                     for chunk in keys.chunks(1000) {
                         redis::cmd("DEL")
                             .arg(chunk)
@@ -255,20 +339,32 @@ impl Services {
                 }
                 return Ok(());
             }
-            redis::cmd("FLUSHALL").query_async::<()>(&mut conn).await?;
-            redis::cmd("SCRIPT")
-                .arg("FLUSH")
-                .query_async::<()>(&mut conn)
-                .await?;
-            redis::cmd("FUNCTION")
-                .arg("FLUSH")
-                .query_async::<()>(&mut conn)
-                .await?;
-            restore_redis_config(&mut conn, &self.redis_config).await?;
-            redis::cmd("CONFIG")
-                .arg("RESETSTAT")
-                .query_async::<()>(&mut conn)
-                .await?;
+            for master in conn.masters().await? {
+                let node = master.as_deref();
+                let on_node = |name: &str, arg: &str| {
+                    let mut cmd = redis::cmd(name);
+                    cmd.arg(arg);
+                    cmd
+                };
+                conn.on_node::<()>(node, &redis::cmd("FLUSHALL")).await?;
+                conn.on_node::<()>(node, &on_node("SCRIPT", "FLUSH"))
+                    .await?;
+                conn.on_node::<()>(node, &on_node("FUNCTION", "FLUSH"))
+                    .await?;
+                match self
+                    .redis_config
+                    .iter()
+                    .find(|(addr, _)| addr.as_deref() == node)
+                {
+                    Some((_, wanted)) => restore_redis_config(&mut conn, node, wanted).await?,
+                    None => tracing::warn!(
+                        "Redis node {} joined after start: its settings are not restored",
+                        node.unwrap_or("?")
+                    ),
+                }
+                conn.on_node::<()>(node, &on_node("CONFIG", "RESETSTAT"))
+                    .await?;
+            }
             Ok::<_, anyhow::Error>(())
         };
         tokio::time::timeout(Duration::from_secs(5), work)
@@ -300,61 +396,39 @@ impl Services {
             server.shutdown().await;
         }
         if let Some(faults) = self.faults {
-            faults.redis.shutdown().await;
+            for (_, proxy) in faults.redis {
+                proxy.shutdown().await;
+            }
             faults.postgres.shutdown().await;
         }
     }
 }
 
-/// A connection of its own (not the servers'): what a lab did to a connection cannot
-/// reach it.
-pub async fn fresh_redis_connection(
-    url: &str,
-) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(url)
-        .with_context(|| format!("parsing Redis URL {}", crate::stack::redact(url)))?;
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(2)))
-        .set_response_timeout(Some(Duration::from_secs(5)));
-    Ok(client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?)
+/// Every setting of the Redis node at `node` (the single node: `None`).
+async fn read_redis_config(
+    conn: &mut RedisConn,
+    node: Option<&str>,
+) -> anyhow::Result<RedisConfig> {
+    let mut get = redis::cmd("CONFIG");
+    get.arg("GET").arg("*");
+    Ok(conn.on_node(node, &get).await?)
 }
 
-async fn read_redis_config(url: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let mut conn = fresh_redis_connection(url).await?;
-    let pairs: Vec<(String, String)> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("*")
-        .query_async(&mut conn)
-        .await?;
-    Ok(pairs)
-}
-
-/// CONFIG SET every setting that differs from `wanted`. Settings Redis will not set at
-/// run time are skipped (they cannot have been changed either).
+/// CONFIG SET every setting of `node` that differs from `wanted`. Settings Redis will not
+/// set at run time are skipped (they cannot have been changed either).
 async fn restore_redis_config(
-    conn: &mut redis::aio::MultiplexedConnection,
+    conn: &mut RedisConn,
+    node: Option<&str>,
     wanted: &[(String, String)],
 ) -> anyhow::Result<()> {
-    let now: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("*")
-        .query_async::<Vec<(String, String)>>(conn)
-        .await?
-        .into_iter()
-        .collect();
+    let now: HashMap<String, String> = read_redis_config(conn, node).await?.into_iter().collect();
     for (name, value) in wanted {
         if now.get(name) == Some(value) {
             continue;
         }
-        let set: redis::RedisResult<()> = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg(name)
-            .arg(value)
-            .query_async(conn)
-            .await;
-        if let Err(e) = set {
+        let mut set = redis::cmd("CONFIG");
+        set.arg("SET").arg(name).arg(value);
+        if let Err(e) = conn.on_node::<()>(node, &set).await {
             tracing::debug!("restoring Redis setting {name}: {e}");
         }
     }

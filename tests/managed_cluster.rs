@@ -12,8 +12,7 @@ use redis::cluster_async::ClusterConnection;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The tests take turns: each runs several nodes on a small machine, and the SIGKILL test
-/// forks, which is only safe while no other test thread holds a lock.
+/// The tests take turns: each runs several nodes on a small machine.
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -319,54 +318,64 @@ fn fewer_than_three_masters_is_refused_before_anything_starts() {
     assert!(common::entries(dir.path()).is_empty());
 }
 
+/// Where `owner_of_a_cluster_until_killed` starts its cluster; unset in a normal run.
+const OWNER_DIR: &str = "CACHELAB_TEST_CLUSTER_OWNER_DIR";
+
+/// Not a test on its own: the process `a_sigkilled_owner_takes_every_node_with_it` runs
+/// (this test binary again) to own a cluster and be SIGKILLed. A separate process, not a
+/// fork: children are spawned by a thread that a forked copy would not have.
+#[test]
+#[ignore = "run by a_sigkilled_owner_takes_every_node_with_it as its owner process"]
+fn owner_of_a_cluster_until_killed() {
+    let Some(dir) = std::env::var_os(OWNER_DIR) else {
+        return;
+    };
+    let cluster = ManagedCluster::start(std::path::Path::new(&dir), 3).expect("cluster starts");
+    println!("ready");
+    use std::io::Write;
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+    drop(cluster);
+}
+
 #[test]
 fn a_sigkilled_owner_takes_every_node_with_it() {
     let _turn = serial();
     let dir = temp_dir();
-    let mut fds = [0; 2];
-    // SAFETY: plain pipe creation.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    let (read_end, write_end) = (fds[0], fds[1]);
-    // SAFETY: the other tests wait on `serial`, so no other thread holds a lock the child
-    // needs; the child never returns into the test harness.
-    let owner = unsafe { libc::fork() };
-    assert!(owner >= 0, "fork");
-    if owner == 0 {
-        let started = std::panic::catch_unwind(|| ManagedCluster::start(dir.path(), 3));
-        if let Ok(Ok(cluster)) = started {
-            // SAFETY: writing one byte to our own pipe.
-            unsafe { libc::write(write_end, b"r".as_ptr().cast(), 1) };
-            std::mem::forget(cluster);
-            loop {
-                // SAFETY: waits for the SIGKILL.
-                unsafe { libc::pause() };
+    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "owner_of_a_cluster_until_killed",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(OWNER_DIR, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = owner.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line == "ready" {
+                let _ = tx.send(());
             }
         }
-        // SAFETY: leave the forked copy without running the harness's exit path.
-        unsafe { libc::_exit(1) };
+    });
+    let ready = rx.recv_timeout(Duration::from_secs(30)).is_ok();
+    if !ready {
+        let _ = owner.kill();
     }
-    // SAFETY: closing our copy of the write end, so EOF means the owner died.
-    unsafe { libc::close(write_end) };
-    let mut poll = libc::pollfd {
-        fd: read_end,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: polling and reading our own pipe.
-    let ready = unsafe {
-        let mut byte = 0u8;
-        libc::poll(&mut poll, 1, 30_000) == 1
-            && libc::read(read_end, (&mut byte as *mut u8).cast(), 1) == 1
-    };
-    assert!(ready, "the forked owner started its cluster");
+    assert!(ready, "the owner process started its cluster");
     assert_eq!(processes_mentioning(dir.path()).len(), 3);
 
-    // SAFETY: killing and reaping our own child.
-    unsafe {
-        libc::kill(owner, libc::SIGKILL);
-        libc::waitpid(owner, std::ptr::null_mut(), 0);
-        libc::close(read_end);
-    }
+    owner.kill().unwrap(); // SIGKILL: no destructor, no atexit hook runs
+    owner.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let left = processes_mentioning(dir.path());

@@ -1,15 +1,19 @@
 //! The Redis side of every strategy: rows under `user:{id}`, their locks and leases, and
-//! write-behind's queue, over one shared, multiplexed, reconnecting connection.
+//! write-behind's queue, over one shared, multiplexed, reconnecting connection (to one
+//! node, or routed by key over a Redis Cluster: keys a script or pipeline uses together
+//! share a hash slot, see `keys`).
 //!
 //! Redis trouble is never fatal to a read: callers count it and fall back to Postgres.
 //! An unreachable Redis opens a breaker (see `breaker`) so requests stop waiting on it;
 //! error replies (OOM under noeviction) are logged once per burst, not per request.
 
 mod breaker;
+pub mod cluster;
 mod conn;
 pub mod keys;
 
-pub use conn::RedisConn;
+pub use cluster::ClusterNode;
+pub use conn::{RedisConn, RedisTarget};
 pub use keys::user_key;
 
 use bytes::Bytes;
@@ -346,14 +350,15 @@ impl Cache {
         .await
     }
 
-    /// Every key matching a glob `pattern`, sorted and without duplicates (SCAN, so a large
-    /// keyspace does not block Redis the way KEYS would).
+    /// Every key matching a glob `pattern` on every master, sorted and without duplicates
+    /// (SCAN, so a large keyspace does not block Redis the way KEYS would).
     pub async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>, CacheError> {
-        self.call(|mut c| async move { scan_keys(&mut c, pattern).await })
+        self.call(|mut c| async move { c.scan_keys(pattern).await })
             .await
     }
 
-    /// Does Redis answer PING? (Bypasses the breaker: /health asks the real question.)
+    /// Does Redis answer PING? On a cluster every master must. (Bypasses the breaker:
+    /// /health asks the real question.)
     pub async fn ping(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<String>(&mut conn).await?;
@@ -387,31 +392,4 @@ impl Cache {
         burst.count += 1;
         burst.last_error = Some(now);
     }
-}
-
-/// SCAN a whole keyspace for `pattern` on `conn`.
-pub async fn scan_keys(
-    conn: &mut impl redis::aio::ConnectionLike,
-    pattern: &str,
-) -> redis::RedisResult<Vec<String>> {
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(conn)
-            .await?;
-        keys.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    keys.sort();
-    keys.dedup();
-    Ok(keys)
 }

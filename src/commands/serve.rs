@@ -50,7 +50,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     }
     {
         let stack = stack.lock().unwrap_or_else(|p| p.into_inner());
-        out.line(&format!("{:<14} {}", "redis", stack.redis_cli_hint()));
+        for (label, command) in stack.redis_cli_hints() {
+            out.line(&format!("{label:<14} {command}"));
+        }
         out.line(&format!("{:<14} {}", "postgres", stack.psql_hint()));
     }
     if let Some(first) = services.servers.first() {

@@ -76,8 +76,8 @@ pub struct LabContext {
     pub halt: RefCell<Option<Halt>>,
     pub pending: RefCell<HashMap<i64, Pending>>,
     next_handle: Cell<i64>,
-    /// The lab's own Redis connection, opened on first use.
-    redis: RefCell<Option<redis::aio::MultiplexedConnection>>,
+    /// The lab's own Redis connection, opened on first use (on a cluster, routed by key).
+    redis: RefCell<Option<crate::cache::RedisConn>>,
     /// What that Redis says of its commands, read on a lab's first raw command.
     commands: RefCell<Option<std::rc::Rc<crate::lab::redis_guard::CommandTable>>>,
     /// The lab's own Postgres session, opened on first use.
@@ -242,14 +242,15 @@ impl LabContext {
         handle
     }
 
-    /// The lab's own Redis connection (opened on first use, closed with the lab).
-    pub fn redis(&self) -> LabResult<redis::aio::MultiplexedConnection> {
+    /// The lab's own Redis connection (opened on first use, closed with the lab). On a
+    /// cluster it is a cluster connection: each command goes to the master owning its key.
+    pub fn redis(&self) -> LabResult<crate::cache::RedisConn> {
         if let Some(conn) = self.redis.borrow().as_ref() {
             return Ok(conn.clone());
         }
-        let url = self.services.stack.redis_url.clone();
+        let target = self.services.stack.redis.clone();
         let conn = self
-            .block_on(crate::services::fresh_redis_connection(&url))?
+            .block_on(async move { crate::cache::RedisConn::direct(&target).await })?
             .map_err(|e| lab_error(format!("redis: {e:#}")))?;
         *self.redis.borrow_mut() = Some(conn.clone());
         Ok(conn)

@@ -106,8 +106,29 @@ pub fn header_of(source: &str, file: &Path) -> (String, String) {
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| file.display().to_string());
-    let description = lines.collect::<Vec<_>>().join("\n").trim().to_string();
+    let description = lines
+        .filter(|l| !l.starts_with(SINGLE_NODE))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string();
     (title, description)
+}
+
+/// The header line that keeps a lab off a Redis Cluster: `// single-node: <why>`.
+const SINGLE_NODE: &str = "single-node:";
+
+/// Why a lab runs on a single Redis only, when its header comment says so with a
+/// `// single-node: <why>` line: `run` skips it on a cluster and prints the reason.
+pub fn single_node_reason(source: &str) -> Option<String> {
+    source
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .map_while(|l| l.strip_prefix("//"))
+        .map(|t| t.trim_start_matches(['/', '!']).trim())
+        .find_map(|t| t.strip_prefix(SINGLE_NODE))
+        .map(|why| why.trim().to_string())
 }
 
 /// Run one lab from a fresh state. Never fails: every problem becomes the lab's outcome.
@@ -134,6 +155,12 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: &Limits) -> 
         }
     };
     let header = header_of(&source, file);
+    if services.stack.redis_is_cluster() {
+        if let Some(why) = single_node_reason(&source) {
+            let outcome = Outcome::Skipped(format!("single-node only on a Redis Cluster: {why}"));
+            return report(header, LabRecord::default(), outcome);
+        }
+    }
     if let Err(e) = services.reset().await {
         let outcome = Outcome::ScriptError(format!("setting up the fresh state: {e:#}"));
         return report(header, LabRecord::default(), outcome);

@@ -49,8 +49,8 @@ pub struct ClusterNodeInfo {
     pub port: u16,
     /// The 40-character id the cluster knows the node by (kept across a restart).
     pub id: String,
-    /// The slots this master serves. A managed cluster gives each master one contiguous
-    /// range and never moves slots, so this is the whole story.
+    /// The slots this master was given: one contiguous range. cachelab never moves slots;
+    /// after someone else has (CLUSTER SETSLOT), ask the cluster (`CLUSTER NODES`).
     pub slots: RangeInclusive<u16>,
 }
 
@@ -151,11 +151,55 @@ impl ManagedCluster {
         self.wait_until_converged()
     }
 
+    /// Is master `i` running (not killed, not crashed)?
+    /// Panics if there is no master `i`.
+    pub fn is_running(&mut self, i: usize) -> bool {
+        self.nodes[i]
+            .child
+            .as_mut()
+            .is_some_and(|child| !child.has_exited())
+    }
+
+    /// The process id of each master, `None` for one that is not running (for SIGSTOP and
+    /// SIGCONT).
+    pub fn pids(&self) -> Vec<Option<u32>> {
+        self.nodes
+            .iter()
+            .map(|n| n.child.as_ref().and_then(ManagedChild::pid))
+            .collect()
+    }
+
+    /// Stop master `i` cleanly (SIGTERM); like `kill_node`, its slots go unserved until
+    /// `start_node(i)`. Panics if there is no master `i`.
+    pub fn stop_node(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            child.stop();
+        }
+    }
+
+    /// Start every master that is not running (killed, stopped or crashed) and wait until
+    /// the cluster is healthy again; returns whether any was started. Any thread may call
+    /// it: the nodes are forked by the stack's spawner thread (see `child`).
+    pub fn revive(&mut self) -> anyhow::Result<bool> {
+        let down: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| !self.is_running(i))
+            .collect();
+        for &i in &down {
+            let node = &mut self.nodes[i];
+            let mut child = spawn_node(&self.binary, &self.dir, node.port, node.bus_port)?;
+            wait_until_answering(&mut child, &self.dir, node.port)?;
+            node.child = Some(child);
+        }
+        if !down.is_empty() {
+            self.wait_until_converged()?;
+        }
+        Ok(!down.is_empty())
+    }
+
     /// Give each master its slots, make the config epochs distinct (as `redis-cli --cluster
     /// create` does, so the nodes need not resolve a tie first), and introduce every node
-    /// to the first: gossip then tells each about all the others.
+    /// to every other, so none waits for gossip to learn of a third.
     fn assign_slots_and_join(&self) -> anyhow::Result<()> {
-        let first = self.nodes[0].port;
         for (epoch, node) in (1u64..).zip(&self.nodes) {
             let (start, end) = (node.slots.start().to_string(), node.slots.end().to_string());
             query::<()>(node.port, &["CLUSTER", "ADDSLOTSRANGE", &start, &end])?;
@@ -164,9 +208,14 @@ impl ManagedCluster {
                 &["CLUSTER", "SET-CONFIG-EPOCH", &epoch.to_string()],
             )?;
         }
-        for node in &self.nodes[1..] {
+        for (i, node) in self.nodes.iter().enumerate() {
             let (port, bus_port) = (node.port.to_string(), node.bus_port.to_string());
-            query::<()>(first, &["CLUSTER", "MEET", "127.0.0.1", &port, &bus_port])?;
+            for other in self.nodes.iter().take(i) {
+                query::<()>(
+                    other.port,
+                    &["CLUSTER", "MEET", "127.0.0.1", &port, &bus_port],
+                )?;
+            }
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Where Redis and PostgreSQL come from: managed (started here, thrown away on exit) or
-//! external (URLs the user gives). Everything above this module sees only URLs and two
-//! permissions: whether Redis may be flushed and whether the users table may be reloaded.
+//! external (URLs the user gives); Redis as one node or as a Redis Cluster. Everything
+//! above this module sees only URLs and two permissions: whether Redis may be flushed and
+//! whether the users table may be reloaded.
 
 mod binaries;
 pub mod child;
@@ -16,7 +17,9 @@ pub use managed_cluster::{ClusterNodeInfo, ManagedCluster};
 pub use managed_postgres::ManagedPostgres;
 pub use managed_redis::ManagedRedis;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+
+use crate::cache::RedisTarget;
 use std::path::{Path, PathBuf};
 
 /// What the user asked for on the command line (or through the environment).
@@ -24,6 +27,10 @@ use std::path::{Path, PathBuf};
 pub struct StackOptions {
     /// External Redis instead of a managed one.
     pub redis_url: Option<String>,
+    /// A managed Redis Cluster of this many masters instead of a single node.
+    pub redis_cluster: Option<usize>,
+    /// An external Redis Cluster, by the URLs of some of its nodes.
+    pub redis_cluster_urls: Vec<String>,
     /// External PostgreSQL instead of a managed one.
     pub database_url: Option<String>,
     /// Allow FLUSHALL and CONFIG SET on an external Redis.
@@ -36,6 +43,10 @@ pub struct StackOptions {
 pub enum RedisSource {
     Managed(ManagedRedis),
     External(String),
+    /// A managed Redis Cluster.
+    Cluster(ManagedCluster),
+    /// An external Redis Cluster, by the URLs of some of its nodes.
+    ExternalCluster(Vec<String>),
 }
 
 /// The PostgreSQL the servers use.
@@ -59,15 +70,31 @@ impl Stack {
     /// Call it from the main thread: children started there die with cachelab even if it is
     /// SIGKILLed.
     pub fn start(options: StackOptions) -> anyhow::Result<Self> {
-        let needs_dir = options.redis_url.is_none() || options.database_url.is_none();
+        let redis_choices = [
+            options.redis_url.is_some(),
+            options.redis_cluster.is_some(),
+            !options.redis_cluster_urls.is_empty(),
+        ];
+        if redis_choices.iter().filter(|chosen| **chosen).count() > 1 {
+            bail!("--redis-url, --redis-cluster and --redis-cluster-url each choose a Redis: give only one of them");
+        }
+        let external_redis = options.redis_url.is_some() || !options.redis_cluster_urls.is_empty();
+        let needs_dir = !external_redis || options.database_url.is_none();
         let dir = needs_dir.then(StackDir::create).transpose()?;
-        let redis = match &options.redis_url {
-            Some(url) => RedisSource::External(url.clone()),
-            None => RedisSource::Managed(ManagedRedis::start(dir.as_ref().unwrap().path())?),
+        let dir_path = || dir.as_ref().expect("created above").path();
+        let redis = match (&options.redis_url, options.redis_cluster) {
+            (Some(url), _) => RedisSource::External(url.clone()),
+            (None, Some(masters)) => {
+                RedisSource::Cluster(ManagedCluster::start(dir_path(), masters)?)
+            }
+            (None, None) if !options.redis_cluster_urls.is_empty() => {
+                RedisSource::ExternalCluster(options.redis_cluster_urls.clone())
+            }
+            (None, None) => RedisSource::Managed(ManagedRedis::start(dir_path())?),
         };
         let postgres = match &options.database_url {
             Some(url) => PostgresSource::External(url.clone()),
-            None => PostgresSource::Managed(ManagedPostgres::start(dir.as_ref().unwrap().path())?),
+            None => PostgresSource::Managed(ManagedPostgres::start(dir_path())?),
         };
         Ok(Self {
             redis,
@@ -88,10 +115,14 @@ impl Stack {
         };
         StackInfo {
             redis_url: self.redis_url(),
+            redis: self.redis_target(),
             database_url,
             database_admin_url: self.database_url(),
             database_lab_url,
-            redis_managed: matches!(self.redis, RedisSource::Managed(_)),
+            redis_managed: matches!(
+                self.redis,
+                RedisSource::Managed(_) | RedisSource::Cluster(_)
+            ),
             postgres_managed: matches!(self.postgres, PostgresSource::Managed(_)),
             may_flush_redis: self.may_flush_redis(),
             may_reset_data: self.may_reset_data(),
@@ -102,11 +133,19 @@ impl Stack {
     /// returns what was started.
     pub fn revive(&mut self) -> anyhow::Result<Vec<&'static str>> {
         let mut revived = Vec::new();
-        if let RedisSource::Managed(r) = &mut self.redis {
-            if !r.is_running() {
-                r.start_again()?;
-                revived.push("redis");
+        match &mut self.redis {
+            RedisSource::Managed(r) => {
+                if !r.is_running() {
+                    r.start_again()?;
+                    revived.push("redis");
+                }
             }
+            RedisSource::Cluster(c) => {
+                if c.revive()? {
+                    revived.push("redis cluster node");
+                }
+            }
+            RedisSource::External(_) | RedisSource::ExternalCluster(_) => {}
         }
         if let PostgresSource::Managed(p) = &mut self.postgres {
             if !p.is_running() {
@@ -119,25 +158,35 @@ impl Stack {
 
     /// SIGCONT every managed process (a pause that outlived its lab).
     pub fn resume_all(&self) {
-        let pids = [
-            match &self.redis {
-                RedisSource::Managed(r) => r.pid(),
-                RedisSource::External(_) => None,
-            },
-            match &self.postgres {
-                PostgresSource::Managed(p) => p.pid(),
-                PostgresSource::External(_) => None,
-            },
-        ];
+        let mut pids = match &self.redis {
+            RedisSource::Managed(r) => vec![r.pid()],
+            RedisSource::Cluster(c) => c.pids(),
+            RedisSource::External(_) | RedisSource::ExternalCluster(_) => Vec::new(),
+        };
+        pids.push(match &self.postgres {
+            PostgresSource::Managed(p) => p.pid(),
+            PostgresSource::External(_) => None,
+        });
         for pid in pids.into_iter().flatten() {
             child::signal_tree(pid, libc::SIGCONT);
         }
     }
 
+    /// The URL of the Redis (on a cluster: of its first node).
     pub fn redis_url(&self) -> String {
+        match self.redis_target() {
+            RedisTarget::Single(url) => url,
+            RedisTarget::Cluster(urls) => urls[0].clone(),
+        }
+    }
+
+    /// Where the Redis is, for a client of its own: one node, or a cluster's nodes.
+    pub fn redis_target(&self) -> RedisTarget {
         match &self.redis {
-            RedisSource::Managed(r) => r.url(),
-            RedisSource::External(url) => url.clone(),
+            RedisSource::Managed(r) => RedisTarget::Single(r.url()),
+            RedisSource::External(url) => RedisTarget::Single(url.clone()),
+            RedisSource::Cluster(c) => RedisTarget::Cluster(c.urls()),
+            RedisSource::ExternalCluster(urls) => RedisTarget::Cluster(urls.clone()),
         }
     }
 
@@ -150,7 +199,10 @@ impl Stack {
 
     /// May labs FLUSHALL and CONFIG SET this Redis?
     pub fn may_flush_redis(&self) -> bool {
-        matches!(self.redis, RedisSource::Managed(_)) || self.options.allow_flush
+        matches!(
+            self.redis,
+            RedisSource::Managed(_) | RedisSource::Cluster(_)
+        ) || self.options.allow_flush
     }
 
     /// May the users table be truncated and reloaded from users.json?
@@ -162,7 +214,15 @@ impl Stack {
     pub fn managed_redis(&mut self) -> Option<&mut ManagedRedis> {
         match &mut self.redis {
             RedisSource::Managed(r) => Some(r),
-            RedisSource::External(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The managed Redis Cluster, for labs and tests that crash one of its nodes.
+    pub fn managed_cluster(&mut self) -> Option<&mut ManagedCluster> {
+        match &mut self.redis {
+            RedisSource::Cluster(c) => Some(c),
+            _ => None,
         }
     }
 
@@ -174,11 +234,33 @@ impl Stack {
         }
     }
 
-    /// The redis-cli command that reaches this Redis (password hidden).
-    pub fn redis_cli_hint(&self) -> String {
+    /// The redis-cli commands that reach this Redis (password hidden), each with a label:
+    /// `redis` for one node, `redis:0`, `redis:1`, ... for each node of a cluster (with
+    /// `-c`, so redis-cli follows the cluster's redirects).
+    pub fn redis_cli_hints(&self) -> Vec<(String, String)> {
+        let cluster_hints = |commands: Vec<String>| {
+            commands
+                .into_iter()
+                .enumerate()
+                .map(|(i, command)| (format!("redis:{i}"), command))
+                .collect()
+        };
         match &self.redis {
-            RedisSource::Managed(r) => format!("redis-cli -p {}", r.port()),
-            RedisSource::External(url) => format!("redis-cli -u {}", redact(url)),
+            RedisSource::Managed(r) => vec![("redis".into(), format!("redis-cli -p {}", r.port()))],
+            RedisSource::External(url) => {
+                vec![("redis".into(), format!("redis-cli -u {}", redact(url)))]
+            }
+            RedisSource::Cluster(c) => cluster_hints(
+                c.nodes()
+                    .iter()
+                    .map(|n| format!("redis-cli -c -p {}", n.port))
+                    .collect(),
+            ),
+            RedisSource::ExternalCluster(urls) => cluster_hints(
+                urls.iter()
+                    .map(|u| format!("redis-cli -c -u {}", redact(u)))
+                    .collect(),
+            ),
         }
     }
 
@@ -191,7 +273,10 @@ impl Stack {
 /// Where the stack's servers are and what labs may do to them.
 #[derive(Debug, Clone)]
 pub struct StackInfo {
+    /// The Redis's URL (on a cluster: its first node's).
     pub redis_url: String,
+    /// Where the Redis is: one node, or every node of a cluster the stack knows of.
+    pub redis: RedisTarget,
     /// The URL the strategy servers use (the table's owner on a managed stack).
     pub database_url: String,
     /// The URL set-up and the per-lab reset use (the superuser on a managed stack).
@@ -204,6 +289,13 @@ pub struct StackInfo {
     pub may_flush_redis: bool,
     /// The users table may be truncated and reloaded (managed, or `--reset-data`).
     pub may_reset_data: bool,
+}
+
+impl StackInfo {
+    /// Is the Redis a cluster (managed or external)?
+    pub fn redis_is_cluster(&self) -> bool {
+        matches!(self.redis, RedisTarget::Cluster(_))
+    }
 }
 
 /// The temp dir of a managed stack, removed when dropped (or by the reaper at exit).

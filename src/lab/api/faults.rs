@@ -2,6 +2,9 @@
 //! proxies the servers reach Redis and Postgres by (the lab's own calls go direct, so it
 //! can look inside while the servers suffer), and process faults on the managed stack.
 //! Every lab starts healed, with both processes running.
+//!
+//! On a Redis Cluster each master has a proxy and a process of its own: `"redis"` names
+//! all of them, `"redis:0"`, `"redis:1"`, ... one (in `redis_nodes()` order).
 
 use rhai::{Dynamic, Map};
 use std::time::Duration;
@@ -13,12 +16,13 @@ use crate::stack::child::signal_tree;
 use crate::stack::proxy::Fault;
 use crate::stack::Stack;
 
-const TARGETS: &str = "\"redis\" or \"postgres\"";
+const TARGETS: &str =
+    "\"redis\" (on a cluster also one node: \"redis:0\", \"redis:1\", ...) or \"postgres\"";
 const KINDS: &str = "\"latency\", \"down\", \"blackhole\" or \"reset\"";
 
 pub fn register(r: &mut Registry) {
     def!(r, "faults", "fault(target: string, kind: string)",
-        "Inject a fault between the servers and \"redis\" or \"postgres\": \"down\" (refuse new connections, cut open ones), \"blackhole\" (accept, never answer), \"reset\" (cut open connections once).",
+        "Inject a fault between the servers and \"redis\" (on a cluster every node; \"redis:0\" ... one) or \"postgres\": \"down\" (refuse new connections, cut open ones), \"blackhole\" (accept, never answer), \"reset\" (cut open connections once).",
         |target: Dynamic, kind: Dynamic| -> LabResult<()> {
             fault(&target, &kind, Map::new())
         });
@@ -32,11 +36,13 @@ pub fn register(r: &mut Registry) {
         r,
         "faults",
         "heal(target: string)",
-        "Remove the fault on \"redis\" or \"postgres\".",
+        "Remove the fault on \"redis\" (on a cluster every node; \"redis:0\" ... one) or \"postgres\".",
         |target: Dynamic| -> LabResult<()> {
             let target = arg_str("heal", "target", &target)?;
             context::with(|ctx| {
-                proxy(ctx, "heal", &target)?.heal();
+                for proxy in proxies(ctx, "heal", &target)? {
+                    proxy.heal();
+                }
                 Ok(())
             })
         }
@@ -56,49 +62,40 @@ pub fn register(r: &mut Registry) {
         }
     );
     def!(r, "faults", "redis_restart()",
-        "Stop and start the managed redis-server on the same port: the cache comes back empty, as after a crash without persistence.",
-        || -> LabResult<()> {
-            process(|stack| {
-                let redis = stack.managed_redis().ok_or_else(|| anyhow::anyhow!("needs"))?;
-                redis.stop();
-                redis.start_again()
-            }, "redis_restart")
+        "Stop and start the managed redis-server on the same port: the cache comes back empty, as after a crash without persistence. On a cluster, every node.",
+        || -> LabResult<()> { redis_process(RedisAction::Restart, "redis_restart", None) });
+    def!(r, "faults", "redis_restart(node: string)",
+        "Restart one node of the managed cluster (\"redis:0\", \"redis:1\", ...): it rejoins with its slots but without its keys.",
+        |node: Dynamic| -> LabResult<()> {
+            let node = arg_str("redis_restart", "node", &node)?;
+            redis_process(RedisAction::Restart, "redis_restart", Some(node))
         });
     def!(
         r,
         "faults",
         "redis_stop()",
-        "Stop the managed redis-server (until redis_start() or the next lab).",
-        || -> LabResult<()> {
-            process(
-                |stack| {
-                    stack
-                        .managed_redis()
-                        .ok_or_else(|| anyhow::anyhow!("needs"))?
-                        .stop();
-                    Ok(())
-                },
-                "redis_stop",
-            )
-        }
+        "Stop the managed redis-server (until redis_start() or the next lab). On a cluster, every node.",
+        || -> LabResult<()> { redis_process(RedisAction::Stop, "redis_stop", None) }
     );
+    def!(r, "faults", "redis_stop(node: string)",
+        "Stop one node of the managed cluster (\"redis:0\", ...): its slots go unserved until redis_start(node) or the next lab; the other masters keep serving theirs.",
+        |node: Dynamic| -> LabResult<()> {
+            let node = arg_str("redis_stop", "node", &node)?;
+            redis_process(RedisAction::Stop, "redis_stop", Some(node))
+        });
     def!(
         r,
         "faults",
         "redis_start()",
-        "Start the managed redis-server again on its port (empty).",
-        || -> LabResult<()> {
-            process(
-                |stack| {
-                    stack
-                        .managed_redis()
-                        .ok_or_else(|| anyhow::anyhow!("needs"))?
-                        .start_again()
-                },
-                "redis_start",
-            )
-        }
+        "Start the managed redis-server again on its port (empty). On a cluster, every stopped node, and wait until the cluster is healthy.",
+        || -> LabResult<()> { redis_process(RedisAction::Start, "redis_start", None) }
     );
+    def!(r, "faults", "redis_start(node: string)",
+        "Start one stopped node of the managed cluster again and wait until the cluster is healthy.",
+        |node: Dynamic| -> LabResult<()> {
+            let node = arg_str("redis_start", "node", &node)?;
+            redis_process(RedisAction::Start, "redis_start", Some(node))
+        });
     def!(
         r,
         "faults",
@@ -135,7 +132,7 @@ pub fn register(r: &mut Registry) {
         }
     );
     def!(r, "faults", "pause(target: string, ms: int)",
-        "Freeze the managed \"redis\" or \"postgres\" process (SIGSTOP) for ms, then resume it (SIGCONT); returns at once.",
+        "Freeze the managed \"redis\" (on a cluster every node; \"redis:0\" ... one) or \"postgres\" process (SIGSTOP) for ms, then resume it (SIGCONT); returns at once.",
         |target: Dynamic, ms: Dynamic| -> LabResult<()> {
             let target = arg_str("pause", "target", &target)?;
             let ms = arg_count("pause", "ms", &ms)?;
@@ -181,20 +178,22 @@ fn fault(target: &Dynamic, kind: &Dynamic, opts: Map) -> LabResult<()> {
         return Err(lab_error(format!("fault: {kind:?} takes no options")));
     }
     context::with(|ctx| {
-        let proxy = proxy(ctx, "fault", &target)?;
-        match fault {
-            Some(fault) => proxy.set(fault),
-            None => proxy.reset_connections(),
+        for proxy in proxies(ctx, "fault", &target)? {
+            match fault {
+                Some(fault) => proxy.set(fault),
+                None => proxy.reset_connections(),
+            }
         }
         Ok(())
     })
 }
 
-fn proxy<'a>(
+/// The proxies a target names: one, or on a cluster every master's for `"redis"`.
+fn proxies<'a>(
     ctx: &'a LabContext,
     function: &str,
     target: &str,
-) -> LabResult<&'a crate::stack::proxy::FaultProxy> {
+) -> LabResult<Vec<&'a crate::stack::proxy::FaultProxy>> {
     let faults = ctx
         .services
         .faults
@@ -202,9 +201,110 @@ fn proxy<'a>(
         .ok_or_else(|| lab_error(format!("{function}: this stack has no fault proxies")))?;
     faults.target(target).ok_or_else(|| {
         lab_error(format!(
-            "{function}: argument `target` must be {TARGETS}, got {target:?}"
+            "{function}: argument `target` must be {}, got {target:?}",
+            faults.target_names().join(", ")
         ))
     })
+}
+
+/// What a Redis process fault does.
+#[derive(Debug, Clone, Copy)]
+enum RedisAction {
+    Restart,
+    Stop,
+    Start,
+}
+
+/// Run a process fault on the managed Redis: the single node, every node of a cluster
+/// (`node` is `None` or `"redis"`), or one (`"redis:N"`).
+fn redis_process(
+    action: RedisAction,
+    function: &'static str,
+    node: Option<String>,
+) -> LabResult<()> {
+    let (cluster, count) =
+        context::with(|ctx| Ok((ctx.services.stack.redis_is_cluster(), node_count(ctx))))?;
+    let node = node.filter(|n| n != "redis");
+    if !cluster {
+        if let Some(node) = node {
+            return Err(lab_error(format!(
+                "{function}: {node:?} names a cluster node, but this Redis is a single node; call {function}() without it"
+            )));
+        }
+        return process(
+            move |stack| {
+                let redis = stack
+                    .managed_redis()
+                    .ok_or_else(|| anyhow::anyhow!("needs"))?;
+                match action {
+                    RedisAction::Restart => {
+                        redis.stop();
+                        redis.start_again()
+                    }
+                    RedisAction::Stop => {
+                        redis.stop();
+                        Ok(())
+                    }
+                    RedisAction::Start => redis.start_again(),
+                }
+            },
+            function,
+        );
+    }
+    let only = match node {
+        None => None,
+        Some(name) => Some(node_index(&name, count).ok_or_else(|| {
+            lab_error(format!(
+                "{function}: argument `node` must be \"redis:0\" … \"redis:{}\" (or \"redis\" for every node), got {name:?}",
+                count.saturating_sub(1)
+            ))
+        })?),
+    };
+    process(
+        move |stack| {
+            let cluster = stack
+                .managed_cluster()
+                .ok_or_else(|| anyhow::anyhow!("needs"))?;
+            let chosen: Vec<usize> = match only {
+                Some(i) => vec![i],
+                None => (0..cluster.nodes().len()).collect(),
+            };
+            if matches!(action, RedisAction::Restart | RedisAction::Stop) {
+                for &i in &chosen {
+                    cluster.stop_node(i);
+                }
+            }
+            if matches!(action, RedisAction::Restart | RedisAction::Start) {
+                match only {
+                    Some(i) if !cluster.is_running(i) => cluster.start_node(i)?,
+                    Some(_) => {}
+                    None => {
+                        cluster.revive()?;
+                    }
+                }
+            }
+            Ok(())
+        },
+        function,
+    )
+}
+
+/// How many masters the stack's Redis has (1 for a single node).
+fn node_count(ctx: &LabContext) -> usize {
+    match &ctx.services.stack.redis {
+        crate::cache::RedisTarget::Single(_) => 1,
+        crate::cache::RedisTarget::Cluster(urls) => ctx
+            .services
+            .faults
+            .as_ref()
+            .map_or(urls.len(), |f| f.redis.len()),
+    }
+}
+
+/// `"redis:N"` as an index below `count`.
+fn node_index(name: &str, count: usize) -> Option<usize> {
+    let i: usize = name.strip_prefix("redis:")?.parse().ok()?;
+    (i < count).then_some(i)
 }
 
 /// Run a process fault on the managed stack.
@@ -229,37 +329,60 @@ fn process(
 }
 
 fn pause(ctx: &LabContext, target: &str, pause_for: Duration) -> LabResult<()> {
-    let managed = match target {
-        "redis" => ctx.services.stack.redis_managed,
-        "postgres" => ctx.services.stack.postgres_managed,
-        other => {
+    let cluster = ctx.services.stack.redis_is_cluster();
+    let node = match target {
+        "redis" | "postgres" => None,
+        _ if cluster => Some(node_index(target, node_count(ctx)).ok_or_else(|| {
+            lab_error(format!(
+                "pause: argument `target` must be {TARGETS}, got {target:?}"
+            ))
+        })?),
+        _ => {
             return Err(lab_error(format!(
-                "pause: argument `target` must be {TARGETS}, got {other:?}"
+                "pause: argument `target` must be {TARGETS}, got {target:?}"
             )))
         }
+    };
+    let is_postgres = target == "postgres";
+    let managed = if is_postgres {
+        ctx.services.stack.postgres_managed
+    } else {
+        ctx.services.stack.redis_managed
     };
     if !managed {
         return Err(lab_error(format!(
             "pause: needs the managed stack ({target} is external)"
         )));
     }
-    let is_redis = target == "redis";
-    let pid = ctx
+    let pids = ctx
         .block_on(ctx.services.with_processes(move |stack| {
-            Ok(if is_redis {
-                stack.managed_redis().and_then(|r| r.pid())
+            Ok(if is_postgres {
+                vec![stack.managed_postgres().and_then(|p| p.pid())]
+            } else if let Some(cluster) = stack.managed_cluster() {
+                let pids = cluster.pids();
+                match node {
+                    Some(i) => vec![pids[i]],
+                    None => pids,
+                }
             } else {
-                stack.managed_postgres().and_then(|p| p.pid())
+                vec![stack.managed_redis().and_then(|r| r.pid())]
             })
         }))?
-        .map_err(|e| lab_error(format!("pause: {e:#}")))?
+        .map_err(|e| lab_error(format!("pause: {e:#}")))?;
+    let pids: Vec<u32> = pids
+        .into_iter()
+        .collect::<Option<_>>()
         .ok_or_else(|| lab_error(format!("pause: the managed {target} is not running")))?;
     // The whole tree: postgres answers from backends, the postmaster's children. The
     // reset continues them too, should the lab end first.
-    signal_tree(pid, libc::SIGSTOP);
+    for &pid in &pids {
+        signal_tree(pid, libc::SIGSTOP);
+    }
     ctx.runtime.spawn(async move {
         tokio::time::sleep(pause_for).await;
-        signal_tree(pid, libc::SIGCONT);
+        for pid in pids {
+            signal_tree(pid, libc::SIGCONT);
+        }
     });
     Ok(())
 }

@@ -1,10 +1,15 @@
 //! Looking inside Redis and changing its eviction settings. Destructive calls (FLUSHALL,
 //! CONFIG SET, ...) against an external Redis need `--allow-flush`; without it they are an
 //! error, never a wipe.
+//!
+//! On a Redis Cluster a lab sees one Redis: commands with a key go to the master owning
+//! it, `redis_info()` adds the masters' figures up, `flush()` and `set_policy()` apply to
+//! every master, and `redis_nodes()` shows how the work is shared among them.
 
 use rhai::{Array, Dynamic, Map};
 
 use super::{def, Registry};
+use crate::cache::RedisConn;
 use crate::lab::context::{self, LabContext};
 use crate::lab::convert::{arg_array, arg_count, arg_str, lab_error, to_json, LabResult};
 
@@ -25,7 +30,7 @@ pub fn register(r: &mut Registry) {
         r,
         "redis",
         "redis_info() -> map",
-        "INFO (all sections) as a map; numeric fields are numbers, e.g. redis_info().used_memory.",
+        "INFO (the default sections) as a map; numeric fields are numbers, e.g. redis_info().used_memory. On a cluster, amounts are summed over the masters.",
         || -> LabResult<Map> { info(None) }
     );
     def!(
@@ -98,14 +103,21 @@ pub fn register(r: &mut Registry) {
                 ctx.forget_redis_if_closed();
                 let mut conn = ctx.redis()?;
                 let keys = ctx
-                    .block_on(async move { crate::cache::scan_keys(&mut conn, &pattern).await })?
+                    .block_on(async move { conn.scan_keys(&pattern).await })?
                     .map_err(|e| lab_error(format!("redis: {e}")))?;
                 Ok(keys.into_iter().map(Dynamic::from).collect())
             })
         }
     );
+    def!(
+        r,
+        "redis",
+        "redis_nodes() -> array",
+        "Each Redis node: #{index, address, port, id, role, up, slots ([[first, last], ...]), keys, ops (commands since the lab began), hits, misses, used_memory}; a single Redis is one node without slots.",
+        || -> LabResult<Array> { context::with(nodes) }
+    );
     def!(r, "redis", "set_policy(policy: string)",
-        "CONFIG SET maxmemory-policy (noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-*).",
+        "CONFIG SET maxmemory-policy (noeviction, allkeys-lru, allkeys-lfu, allkeys-random, volatile-*); on every master of a cluster.",
         |policy: Dynamic| -> LabResult<()> {
             let policy = arg_str("set_policy", "policy", &policy)?;
             context::with(|ctx| set_policy(ctx, &policy, None))
@@ -114,7 +126,7 @@ pub fn register(r: &mut Registry) {
         r,
         "redis",
         "set_policy(policy: string, maxmemory: int|string)",
-        "CONFIG SET maxmemory-policy and maxmemory together; maxmemory in bytes or a Redis size such as \"2mb\" or \"1gb\".",
+        "CONFIG SET maxmemory-policy and maxmemory together; maxmemory in bytes or a Redis size such as \"2mb\" or \"1gb\". On a cluster maxmemory is the total: the room above what the masters use now is shared evenly among them.",
         |policy: Dynamic, maxmemory: Dynamic| -> LabResult<()> {
             let policy = arg_str("set_policy", "policy", &policy)?;
             let bytes = if maxmemory.is_string() {
@@ -130,11 +142,11 @@ pub fn register(r: &mut Registry) {
         r,
         "redis",
         "flush()",
-        "FLUSHALL and zero every server's counters.",
+        "FLUSHALL (on every master of a cluster) and zero every server's counters.",
         || -> LabResult<()> {
             context::with(|ctx| {
                 ensure_may_flush(ctx, "flush()")?;
-                let _: () = query(ctx, redis::cmd("FLUSHALL"))?;
+                on_every_master::<()>(ctx, |_, _| Some(redis::cmd("FLUSHALL")))?;
                 for server in &ctx.services.servers {
                     server.backend.counters.reset();
                 }
@@ -199,6 +211,34 @@ fn query<T: redis::FromRedisValue>(ctx: &LabContext, cmd: redis::Cmd) -> LabResu
     }
 }
 
+/// Run the command `make(i, count)` gives on each of the `count` masters (the single node
+/// is one master), one after the other; their answers in master order.
+fn on_every_master<T: redis::FromRedisValue + Send + 'static>(
+    ctx: &LabContext,
+    make: impl Fn(usize, usize) -> Option<redis::Cmd>,
+) -> LabResult<Vec<T>> {
+    let mut conn = ctx.redis()?;
+    let masters = ctx
+        .block_on({
+            let mut conn = conn.clone();
+            async move { conn.masters().await }
+        })?
+        .map_err(|e| lab_error(format!("redis: {e}")))?;
+    let count = masters.len();
+    let mut answers = Vec::with_capacity(count);
+    for (i, master) in masters.into_iter().enumerate() {
+        let Some(cmd) = make(i, count) else { continue };
+        let answer = ctx
+            .block_on(async { conn.on_node::<T>(master.as_deref(), &cmd).await })?
+            .map_err(|e| match &master {
+                Some(addr) => lab_error(format!("redis: node {addr}: {e}")),
+                None => lab_error(format!("redis: {e}")),
+            })?;
+        answers.push(answer);
+    }
+    Ok(answers)
+}
+
 fn set_policy(ctx: &LabContext, policy: &str, maxmemory: Option<u64>) -> LabResult<()> {
     if !POLICIES.contains(&policy) {
         return Err(lab_error(format!(
@@ -207,36 +247,295 @@ fn set_policy(ctx: &LabContext, policy: &str, maxmemory: Option<u64>) -> LabResu
         )));
     }
     ensure_may_flush(ctx, "set_policy()")?;
-    let _: () = query(
-        ctx,
-        redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("maxmemory-policy")
-            .arg(policy)
-            .clone(),
-    )?;
-    if let Some(bytes) = maxmemory {
-        let _: () = query(
-            ctx,
+    on_every_master::<()>(ctx, |_, _| {
+        Some(
             redis::cmd("CONFIG")
                 .arg("SET")
-                .arg("maxmemory")
-                .arg(bytes)
+                .arg("maxmemory-policy")
+                .arg(policy)
                 .clone(),
-        )?;
+        )
+    })?;
+    if let Some(total) = maxmemory {
+        let caps = if total == 0 {
+            vec![0]
+        } else {
+            let texts: Vec<String> =
+                on_every_master(ctx, |_, _| Some(redis::cmd("INFO").arg("memory").clone()))?;
+            let used: Vec<u64> = texts
+                .iter()
+                .map(|t| {
+                    parse_info(t)
+                        .get("used_memory")
+                        .and_then(|v| v.as_int().ok())
+                        .unwrap_or(0) as u64
+                })
+                .collect();
+            caps_sharing(total, &used)
+        };
+        on_every_master::<()>(ctx, |i, _| {
+            let cap = caps.get(i).or(caps.last()).copied().unwrap_or(0);
+            Some(
+                redis::cmd("CONFIG")
+                    .arg("SET")
+                    .arg("maxmemory")
+                    .arg(cap)
+                    .clone(),
+            )
+        })?;
     }
     Ok(())
 }
 
+/// Each master's maxmemory when a cluster's total is `total` and the masters use `used`
+/// bytes now: the room above what they use is shared evenly (a master's own footprint
+/// differs by its clients' buffers, and evenly shared caps would give the lighter ones
+/// more room for keys). The caps add up to `total`, so `redis_info().maxmemory` reads
+/// back what the lab set; none is below 1 byte (0 would mean no limit).
+fn caps_sharing(total: u64, used: &[u64]) -> Vec<u64> {
+    let count = used.len().max(1) as i128;
+    let room = total as i128 - used.iter().map(|&u| u as i128).sum::<i128>();
+    used.iter()
+        .enumerate()
+        .map(|(i, &u)| {
+            let i = i as i128;
+            let share = (room * (i + 1)).div_euclid(count) - (room * i).div_euclid(count);
+            (u as i128 + share).max(1) as u64
+        })
+        .collect()
+}
+
 fn info(section: Option<String>) -> LabResult<Map> {
     context::with(|ctx| {
-        let mut cmd = redis::cmd("INFO");
-        if let Some(s) = &section {
-            cmd.arg(s);
-        }
-        let text: String = query(ctx, cmd)?;
-        Ok(parse_info(&text))
+        let texts: Vec<String> = on_every_master(ctx, |_, _| {
+            let mut cmd = redis::cmd("INFO");
+            if let Some(s) = &section {
+                cmd.arg(s);
+            }
+            Some(cmd)
+        })?;
+        let maps: Vec<Map> = texts.iter().map(|t| parse_info(t)).collect();
+        Ok(sum_info(maps))
     })
+}
+
+/// Each node as `redis_nodes()` shows it.
+fn nodes(ctx: &LabContext) -> LabResult<Array> {
+    let mut conn = ctx.redis()?;
+    let listed = ctx
+        .block_on({
+            let mut conn = conn.clone();
+            async move { conn.cluster_nodes().await }
+        })?
+        .map_err(|e| lab_error(format!("redis_nodes: {e}")))?;
+    let listed: Vec<(Option<crate::cache::ClusterNode>, String)> = match listed {
+        Some(nodes) => nodes
+            .into_iter()
+            .map(|n| {
+                let addr = n.addr.clone();
+                (Some(n), addr)
+            })
+            .collect(),
+        None => {
+            let addr = crate::stack::endpoint::authority(&ctx.services.stack.redis_url, 6379)
+                .unwrap_or_default();
+            vec![(None, addr)]
+        }
+    };
+    let mut out = Array::new();
+    for (index, (node, addr)) in listed.into_iter().enumerate() {
+        let at = node.as_ref().map(|_| addr.clone());
+        let figures = ctx.block_on(node_figures(&mut conn, at))?;
+        let mut map = Map::new();
+        map.insert("index".into(), (index as i64).into());
+        map.insert("address".into(), addr.clone().into());
+        let port = addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<i64>().ok());
+        map.insert("port".into(), port.unwrap_or(0).into());
+        let (id, role, failing, slots) = match &node {
+            Some(n) => (n.id.clone(), n.role, n.failing, n.slots.clone()),
+            None => (String::new(), "master", false, Vec::new()),
+        };
+        map.insert("id".into(), id.into());
+        map.insert("role".into(), role.into());
+        map.insert("up".into(), (!failing && figures.is_some()).into());
+        let slots: Array = slots
+            .iter()
+            .map(|r| {
+                let pair: Array = vec![(*r.start() as i64).into(), (*r.end() as i64).into()];
+                Dynamic::from(pair)
+            })
+            .collect();
+        map.insert("slots".into(), slots.into());
+        let figures = figures.unwrap_or_default();
+        for (name, value) in [
+            ("keys", figures.keys),
+            ("ops", figures.ops),
+            ("hits", figures.hits),
+            ("misses", figures.misses),
+            ("used_memory", figures.used_memory),
+        ] {
+            map.insert(name.into(), value.into());
+        }
+        ctx.remember_shape("redis_nodes", &map);
+        out.push(map.into());
+    }
+    Ok(out)
+}
+
+/// What `redis_nodes()` counts on one node.
+#[derive(Default)]
+struct NodeFigures {
+    keys: i64,
+    ops: i64,
+    hits: i64,
+    misses: i64,
+    used_memory: i64,
+}
+
+/// One node's figures, or `None` when it does not answer (down, or paused).
+async fn node_figures(conn: &mut RedisConn, addr: Option<String>) -> Option<NodeFigures> {
+    let ask = async {
+        let keys: i64 = conn.on_node(addr.as_deref(), &redis::cmd("DBSIZE")).await?;
+        let text: String = conn.on_node(addr.as_deref(), &redis::cmd("INFO")).await?;
+        redis::RedisResult::Ok((keys, text))
+    };
+    let (keys, text) = tokio::time::timeout(std::time::Duration::from_secs(2), ask)
+        .await
+        .ok()?
+        .ok()?;
+    let info = parse_info(&text);
+    let number = |field: &str| info.get(field).and_then(|v| v.as_int().ok()).unwrap_or(0);
+    Some(NodeFigures {
+        keys,
+        ops: number("total_commands_processed"),
+        hits: number("keyspace_hits"),
+        misses: number("keyspace_misses"),
+        used_memory: number("used_memory"),
+    })
+}
+
+/// INFO fields that describe a node rather than count something: summing them over the
+/// masters would be nonsense, so the first master's value stands (ports, ids, clocks,
+/// versions, settings that are the same on every node).
+fn describes_the_node(field: &str) -> bool {
+    const FIELDS: &[&str] = &[
+        "process_id",
+        "server_time_usec",
+        "uptime_in_seconds",
+        "uptime_in_days",
+        "hz",
+        "configured_hz",
+        "lru_clock",
+        "arch_bits",
+        "cluster_enabled",
+        "redis_git_dirty",
+        "io_threads_active",
+        "mem_clients_slaves",
+        "connected_slaves",
+        "master_repl_offset",
+        "second_repl_offset",
+        "repl_backlog_active",
+        "repl_backlog_size",
+        "repl_backlog_first_byte_offset",
+        "repl_backlog_histlen",
+        "lazyfree_pending_objects",
+    ];
+    FIELDS.contains(&field)
+        || field.ends_with("_port")
+        || field.ends_with("_pid")
+        || field.ends_with("_enabled")
+        || field.ends_with("_in_progress")
+        || field.ends_with("_status")
+        || field.starts_with("rdb_")
+        || field.starts_with("aof_")
+}
+
+/// The masters' INFO maps as one: amounts (counts, bytes, rates) summed; ratios averaged;
+/// `k=v,...` fields (`db0`, `cmdstat_*`) merged the same way per key; anything else the
+/// first master's. A single map comes back as it is.
+fn sum_info(maps: Vec<Map>) -> Map {
+    let mut maps = maps.into_iter();
+    let Some(mut total) = maps.next() else {
+        return Map::new();
+    };
+    let mut seen: std::collections::HashMap<String, i64> =
+        total.keys().map(|k| (k.to_string(), 1)).collect();
+    for map in maps {
+        for (field, value) in map {
+            let Some(current) = total.get_mut(&field) else {
+                seen.insert(field.to_string(), 1);
+                total.insert(field, value);
+                continue;
+            };
+            *seen.entry(field.to_string()).or_default() += 1;
+            if describes_the_node(&field) {
+                continue;
+            }
+            if let Some(merged) = add(current, &value) {
+                *current = merged;
+            }
+        }
+    }
+    // Averages: the sum of ratios over the number of masters that reported them.
+    for (field, count) in seen {
+        if count > 1 && is_average(&field) {
+            if let Some(v) = total.get_mut(field.as_str()) {
+                if let Ok(f) = v.as_float() {
+                    *v = (f / count as f64).into();
+                } else if let Ok(i) = v.as_int() {
+                    *v = (i as f64 / count as f64).into();
+                }
+            }
+        }
+    }
+    total
+}
+
+fn is_average(field: &str) -> bool {
+    field.contains("ratio") || field.starts_with("avg_") || field.contains("_avg_")
+}
+
+/// `a + b` for two INFO values of one field, or `None` to keep `a`. Inside `k=v,...`
+/// values an average (`avg_ttl`) keeps the first master's figure.
+fn add(a: &Dynamic, b: &Dynamic) -> Option<Dynamic> {
+    if let (Ok(x), Ok(y)) = (a.as_int(), b.as_int()) {
+        return Some((x + y).into());
+    }
+    let float = |v: &Dynamic| {
+        v.as_float()
+            .ok()
+            .or_else(|| v.as_int().ok().map(|i| i as f64))
+    };
+    if let (Some(x), Some(y)) = (float(a), float(b)) {
+        return Some((x + y).into());
+    }
+    let (x, y) = (a.clone().into_string().ok()?, b.clone().into_string().ok()?);
+    let (xs, ys) = (key_values(&x)?, key_values(&y)?);
+    let merged: Vec<String> = xs
+        .iter()
+        .map(|(k, v)| {
+            let other = ys.iter().find(|(yk, _)| yk == k).map_or(0.0, |(_, yv)| *yv);
+            let sum = if is_average(k) { *v } else { v + other };
+            if sum.fract() == 0.0 {
+                format!("{k}={}", sum as i64)
+            } else {
+                format!("{k}={sum}")
+            }
+        })
+        .collect();
+    Some(merged.join(",").into())
+}
+
+/// `keys=3,expires=3,avg_ttl=0` as pairs, when every value is a number.
+fn key_values(text: &str) -> Option<Vec<(String, f64)>> {
+    text.split(',')
+        .map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
 }
 
 /// INFO's `field:value` lines as a map, numbers as numbers.
@@ -291,6 +590,46 @@ mod tests {
         assert_eq!(super::parse_size("1000").unwrap(), 1000);
         assert!(super::parse_size("2 tb").is_err());
         assert!(super::parse_size("mb").is_err());
+    }
+
+    #[test]
+    fn a_cluster_total_gives_every_master_the_same_room_and_adds_up() {
+        let caps = super::caps_sharing(3_000_100, &[1_000_000, 900_000, 1_000_000]);
+        assert_eq!(caps.iter().sum::<u64>(), 3_000_100);
+        let room: Vec<u64> = caps
+            .iter()
+            .zip([1_000_000, 900_000, 1_000_000])
+            .map(|(c, u)| c - u)
+            .collect();
+        assert!(
+            room.iter().max().unwrap() - room.iter().min().unwrap() <= 1,
+            "{room:?}"
+        );
+        // A total below what they use already: every master is capped below its footprint
+        // (it evicts), never at 0, which would lift the limit.
+        assert_eq!(
+            super::caps_sharing(30, &[1_000, 1_000, 1_000]),
+            [10, 10, 10]
+        );
+        assert_eq!(super::caps_sharing(1, &[1_000, 1_000, 1_000]), [1, 1, 1]);
+    }
+
+    #[test]
+    fn cluster_info_sums_amounts_averages_ratios_and_keeps_what_describes_a_node() {
+        let a = super::parse_info("used_memory:100\r\nmem_fragmentation_ratio:1.0\r\ntcp_port:7000\r\ndb0:keys=3,expires=3,avg_ttl=10\r\nmaxmemory_policy:allkeys-lru\r\n");
+        let b = super::parse_info("used_memory:50\r\nmem_fragmentation_ratio:2.0\r\ntcp_port:7001\r\ndb0:keys=1,expires=0,avg_ttl=20\r\nmaxmemory_policy:allkeys-lru\r\n");
+        let sum = super::sum_info(vec![a, b]);
+        assert_eq!(sum["used_memory"].as_int().unwrap(), 150);
+        assert_eq!(sum["mem_fragmentation_ratio"].as_float().unwrap(), 1.5);
+        assert_eq!(sum["tcp_port"].as_int().unwrap(), 7000);
+        assert_eq!(
+            sum["db0"].clone().into_string().unwrap(),
+            "keys=4,expires=3,avg_ttl=10"
+        );
+        assert_eq!(
+            sum["maxmemory_policy"].clone().into_string().unwrap(),
+            "allkeys-lru"
+        );
     }
 
     #[test]

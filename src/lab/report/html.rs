@@ -110,7 +110,7 @@ fn failures(report: &RunReport) -> String {
             }
         }
         match &lab.outcome {
-            Outcome::Completed => {}
+            Outcome::Completed | Outcome::Skipped(_) => {}
             Outcome::AssertFailed(m) => found.push(format!("✗ {m}")),
             Outcome::ScriptError(m) | Outcome::Stopped(m) => found.push(format!("error: {m}")),
         }
@@ -136,6 +136,7 @@ fn anchor(index: usize) -> String {
 
 fn lab_section(index: usize, lab: &LabReport) -> String {
     let (class, badge) = match (lab.passed, lab.is_error()) {
+        _ if lab.is_skipped() => ("skip", "SKIPPED"),
         (true, _) => ("pass", "PASSED"),
         (false, false) => ("fail", "FAILED"),
         (false, true) => ("fail", "ERROR"),
@@ -179,6 +180,9 @@ fn lab_section(index: usize, lab: &LabReport) -> String {
     }
     match &lab.outcome {
         Outcome::Completed => {}
+        Outcome::Skipped(m) => {
+            let _ = writeln!(html, "<p class=\"note\">skipped: {}</p>", escape(m));
+        }
         Outcome::AssertFailed(m) => {
             let _ = writeln!(html, "<p class=\"outcome\">✗ {}</p>", escape(m));
         }

@@ -75,6 +75,8 @@ pub enum Outcome {
     ScriptError(String),
     /// Ran past `--timeout` or a limit, or was interrupted.
     Stopped(String),
+    /// Not run here, and why (a `// single-node:` lab on a Redis Cluster).
+    Skipped(String),
 }
 
 /// Passed and failed counts.
@@ -83,6 +85,13 @@ pub struct Tally {
     pub total: usize,
     pub passed: usize,
     pub failed: usize,
+    /// Labs not run here (never checks); left out of the JSON while there are none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The report of one lab.
@@ -145,6 +154,11 @@ impl LabReport {
     pub fn is_error(&self) -> bool {
         matches!(self.outcome, Outcome::ScriptError(_) | Outcome::Stopped(_))
     }
+
+    /// Not run here: neither passed nor failed.
+    pub fn is_skipped(&self) -> bool {
+        matches!(self.outcome, Outcome::Skipped(_))
+    }
 }
 
 /// The report of a whole run.
@@ -163,7 +177,9 @@ impl RunReport {
         let mut checks_summary = Tally::default();
         for lab in &labs {
             labs_summary.total += 1;
-            if lab.passed {
+            if lab.is_skipped() {
+                labs_summary.skipped += 1;
+            } else if lab.passed {
                 labs_summary.passed += 1;
             } else {
                 labs_summary.failed += 1;
@@ -184,14 +200,15 @@ impl RunReport {
         use crate::commands::exit;
         if self.labs.iter().any(LabReport::is_error) {
             exit::ERROR
-        } else if self.labs.iter().all(|l| l.passed) {
+        } else if self.labs.iter().all(|l| l.passed || l.is_skipped()) {
             exit::OK
         } else {
             exit::FAILED
         }
     }
 
-    /// `3 labs: 2 passed, 1 failed · 80 checks: 79 passed, 1 failed`
+    /// `3 labs: 2 passed, 1 failed · 80 checks: 79 passed, 1 failed` (`, 1 skipped` after
+    /// the labs' counts when a lab was skipped).
     pub fn summary_line(&self) -> String {
         let plural = |n: usize, word: &str| {
             if n == 1 {
@@ -200,8 +217,12 @@ impl RunReport {
                 format!("{n} {word}s")
             }
         };
+        let skipped = match self.labs_summary.skipped {
+            0 => String::new(),
+            n => format!(", {n} skipped"),
+        };
         format!(
-            "{}: {} passed, {} failed · {}: {} passed, {} failed",
+            "{}: {} passed, {} failed{skipped} · {}: {} passed, {} failed",
             plural(self.labs_summary.total, "lab"),
             self.labs_summary.passed,
             self.labs_summary.failed,
@@ -265,6 +286,19 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(value["kind"], "chart");
         assert_eq!(value["chart_kind"], "bar");
+    }
+
+    #[test]
+    fn a_skipped_lab_is_neither_passed_nor_failed_and_does_not_fail_the_run() {
+        let report = RunReport::new(vec![
+            lab(&[true], Outcome::Completed),
+            lab(&[], Outcome::Skipped("single-node only".into())),
+        ]);
+        assert_eq!(
+            report.summary_line(),
+            "2 labs: 1 passed, 0 failed, 1 skipped · 1 check: 1 passed, 0 failed"
+        );
+        assert_eq!(report.exit_code(), 0);
     }
 
     #[test]

@@ -160,6 +160,7 @@ code, .mono { font-family: ui-monospace, "SF Mono", Menlo, Consolas, "Liberation
   padding: 2px 8px; border-radius: 999px; color: #fff; vertical-align: middle; }
 .badge.pass { background: var(--ok); }
 .badge.fail { background: var(--bad); }
+.badge.skip { background: #777; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 14px; }
 th, td { padding: 5px 10px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }

@@ -58,6 +58,7 @@ pub fn print_lab(out: &Printer, lab: &LabReport) {
         Outcome::ScriptError(m) | Outcome::Stopped(m) => {
             out.line(&format!("  {} {m}", out.red("error:")))
         }
+        Outcome::Skipped(m) => out.line(&format!("  {} skipped: {m}", out.dim("·"))),
     }
     out.line("");
 }
