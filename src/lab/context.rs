@@ -261,20 +261,6 @@ impl LabContext {
         self.redis.borrow_mut().take();
     }
 
-    /// Drop the lab's Redis connection if Redis closed it.
-    pub fn forget_redis_if_closed(&self) {
-        let mut conn = self.redis.borrow().clone();
-        if let Some(c) = conn.as_mut() {
-            let ping = redis::cmd("PING");
-            let alive = self
-                .block_on(async move { ping.query_async::<String>(c).await.is_ok() })
-                .unwrap_or(false);
-            if !alive {
-                self.forget_redis();
-            }
-        }
-    }
-
     /// Refuse a raw command that would break or expose the stack (or, on an external
     /// Redis without `--allow-flush`, anything but reads and writes to `user:*` keys).
     pub fn guard_redis(&self, words: &[String]) -> LabResult<()> {

@@ -97,8 +97,41 @@ pub fn at(file: &str, pos: Position, message: &str) -> String {
     }
 }
 
+/// Rhai's signature of a call (`http_gett (&str | ImmutableString | String, i64)`) in the
+/// lab's own words (`http_gett(string, int)`).
+fn as_lab_call(signature: &str) -> String {
+    let Some((name, args)) = signature.split_once('(') else {
+        return signature.to_string();
+    };
+    let args = args.trim_end_matches(')');
+    let kinds: Vec<&str> = args
+        .split(", ")
+        .filter(|a| !a.trim().is_empty())
+        .map(|arg| {
+            let arg = arg.trim();
+            if arg.contains("String") || arg.contains("str") {
+                "string"
+            } else if arg.contains("i64") || arg.contains("INT") {
+                "int"
+            } else if arg.contains("f64") || arg.contains("FLOAT") {
+                "float"
+            } else if arg.contains("bool") {
+                "bool"
+            } else if arg.contains("Map") {
+                "map"
+            } else if arg.contains("Array") || arg.contains("Vec<") {
+                "array"
+            } else {
+                arg
+            }
+        })
+        .collect();
+    format!("{}({})", name.trim(), kinds.join(", "))
+}
+
 /// "unknown function http_gett(string); did you mean http_get(path: string) -> map?"
-fn unknown_function(signature: &str, known: &Known) -> String {
+fn unknown_function(rhai_signature: &str, known: &Known) -> String {
+    let signature = &as_lab_call(rhai_signature);
     let name = signature
         .split(['(', ' '])
         .next()

@@ -282,6 +282,7 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, inbox: Inbox) -> Out
                 out.keys.push((invoke, ticket, key));
             }
         }
+        let failed = result.is_err();
         let outcome = match result {
             Ok(answer) => Outcome::Response {
                 status: answer.status,
@@ -291,9 +292,20 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, inbox: Inbox) -> Out
             Err(kind) => Outcome::Error(kind),
         };
         report(s, &inbox, intended, outcome);
+        if failed {
+            // A failure can come back at once (refused, out of file descriptors): pause so
+            // that thousands of failing workers cannot keep the runtime from its timers.
+            tokio::select! {
+                _ = s.stop.cancelled() => break,
+                _ = tokio::time::sleep(ERROR_PAUSE) => {}
+            }
+        }
     }
     out
 }
+
+/// How long a worker pauses after a failed request.
+const ERROR_PAUSE: Duration = Duration::from_millis(2);
 
 /// Count one finished request.
 fn report(s: &Shared, inbox: &Inbox, intended: Instant, outcome: Outcome) {

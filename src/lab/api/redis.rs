@@ -100,7 +100,6 @@ pub fn register(r: &mut Registry) {
         |pattern: Dynamic| -> LabResult<Array> {
             let pattern = arg_str("redis_keys", "pattern", &pattern)?;
             context::with(|ctx| {
-                ctx.forget_redis_if_closed();
                 let mut conn = ctx.redis()?;
                 let keys = ctx
                     .block_on(async move { conn.scan_keys(&pattern).await })?

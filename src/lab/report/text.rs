@@ -3,13 +3,13 @@
 
 use super::{Event, LabReport, Outcome, RunReport};
 use crate::lab::convert::format_float;
-use crate::output::Printer;
+use crate::output::{clean, Printer};
 
 /// Print one lab's section of the report.
 pub fn print_lab(out: &Printer, lab: &LabReport) {
     out.line(&format!(
         "{} {}  {}",
-        out.bold(&lab.title),
+        out.bold(&clean(&lab.title)),
         out.dim(&format!("({})", lab.file.display())),
         out.dim(&format!("{:.2} s", lab.duration.as_secs_f64()))
     ));
@@ -24,10 +24,10 @@ pub fn print_lab(out: &Printer, lab: &LabReport) {
                 line,
             } => {
                 let line = line.map(|l| format!(" (line {l})")).unwrap_or_default();
-                out.line(&format!("  {} {name}{}", out.red("✗"), out.dim(&line)));
+                out.line(&format!("  {} {}{}", out.red("✗"), clean(name), out.dim(&line)));
             }
             Event::Note { text } => {
-                for (i, line) in text.lines().enumerate() {
+                for (i, line) in clean(text).lines().enumerate() {
                     let lead = if i == 0 { "·" } else { " " };
                     out.line(&format!("  {} {line}", out.dim(lead)));
                 }
@@ -40,7 +40,7 @@ pub fn print_lab(out: &Printer, lab: &LabReport) {
             Event::Chart(chart) => out.line(&format!(
                 "  {} chart: {} ({} series; see --html)",
                 out.dim("·"),
-                chart.title,
+                clean(&chart.title),
                 chart.series.len()
             )),
             Event::Load { .. } => {}
@@ -54,9 +54,9 @@ pub fn print_lab(out: &Printer, lab: &LabReport) {
     }
     match &lab.outcome {
         Outcome::Completed => {}
-        Outcome::AssertFailed(m) => out.line(&format!("  {} {m}", out.red("✗"))),
+        Outcome::AssertFailed(m) => out.line(&format!("  {} {}", out.red("✗"), clean(m))),
         Outcome::ScriptError(m) | Outcome::Stopped(m) => {
-            out.line(&format!("  {} {m}", out.red("error:")))
+            out.line(&format!("  {} {}", out.red("error:"), clean(m)))
         }
         Outcome::Skipped(m) => out.line(&format!("  {} skipped: {m}", out.dim("·"))),
     }
@@ -66,7 +66,7 @@ pub fn print_lab(out: &Printer, lab: &LabReport) {
 /// A table with aligned columns: numbers right-aligned, text left-aligned.
 fn print_table(out: &Printer, title: &str, columns: &[String], rows: &[Vec<serde_json::Value>]) {
     let cell = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::String(s) => clean(s).replace('\n', " "),
         serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
             (Some(i), _) => i.to_string(),
             (None, Some(f)) => format_float(f),
@@ -76,6 +76,7 @@ fn print_table(out: &Printer, title: &str, columns: &[String], rows: &[Vec<serde
         other => other.to_string(),
     };
     let cells: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(cell).collect()).collect();
+    let columns: Vec<String> = columns.iter().map(|c| clean(c).replace('\n', " ")).collect();
     let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
     for row in &cells {
         for (i, c) in row.iter().enumerate() {
@@ -84,7 +85,7 @@ fn print_table(out: &Printer, title: &str, columns: &[String], rows: &[Vec<serde
             }
         }
     }
-    out.line(&format!("  {} {}", out.dim("▦"), out.bold(title)));
+    out.line(&format!("  {} {}", out.dim("▦"), out.bold(&clean(title))));
     let header: Vec<String> = columns
         .iter()
         .zip(&widths)
