@@ -52,6 +52,10 @@ pub struct StackArgs {
     /// Use this PostgreSQL instead of starting one (e.g. postgres://user@127.0.0.1/db).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// On an external PostgreSQL, run labs' db_query/db_get as this (less privileged)
+    /// role's URL; labs refuse to run SQL as a superuser.
+    #[arg(long, env = "LAB_DATABASE_URL", hide_env_values = true)]
+    pub lab_database_url: Option<String>,
     /// Let labs FLUSHALL, CONFIG SET and write any key of an external Redis.
     #[arg(long)]
     pub allow_flush: bool,
@@ -83,6 +87,7 @@ impl StackArgs {
             redis_cluster: self.redis_cluster,
             redis_cluster_urls: self.redis_cluster_url.clone(),
             database_url: self.database_url.clone(),
+            lab_database_url: self.lab_database_url.clone(),
             allow_flush: self.allow_flush,
             reset_data: self.reset_data,
         }

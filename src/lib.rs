@@ -18,3 +18,7 @@ pub mod shutdown;
 pub mod stack;
 pub mod store;
 pub mod strategy;
+
+/// Counts what each lab thread allocates, so `--max-memory-mb` holds at every operation.
+#[global_allocator]
+static ALLOCATOR: lab::memory::CountingAllocator = lab::memory::CountingAllocator;

@@ -64,7 +64,10 @@ impl Printer {
 /// tab are shown escaped (`\x1b`), so a lab cannot hide lines, rewrite the title bar or
 /// the clipboard, or forge the report with carriage returns.
 pub fn clean(text: &str) -> String {
-    if !text.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
         return text.to_string();
     }
     text.chars()
@@ -80,7 +83,10 @@ pub fn clean(text: &str) -> String {
 mod tests {
     #[test]
     fn control_characters_are_escaped_but_lines_and_tabs_kept() {
-        assert_eq!(super::clean("a\x1b[8mb\r\nc\td\x07"), "a\\x1b[8mb\\x0d\nc\td\\x07");
+        assert_eq!(
+            super::clean("a\x1b[8mb\r\nc\td\x07"),
+            "a\\x1b[8mb\\x0d\nc\td\\x07"
+        );
         assert_eq!(super::clean("plain ✓"), "plain ✓");
     }
 }

@@ -301,6 +301,7 @@ impl Services {
             self.reset_postgres().await?;
         }
         self.store.renew_sessions();
+        self.cache.recheck(Duration::from_secs(2)).await;
         self.knobs.reset();
         for server in &self.servers {
             server.backend.counters.reset();

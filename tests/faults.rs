@@ -59,6 +59,11 @@ fn faults(services: &Services) -> &cachelab::services::Faults {
     services.faults.as_ref().expect("fault proxies")
 }
 
+/// The fault proxy in front of the (single) Redis.
+fn redis_proxy(services: &Services) -> &cachelab::stack::proxy::FaultProxy {
+    &faults(services).redis[0].1
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_slows_a_cache_hit_by_twice_its_ms_on_redis_and_an_uncached_read_on_postgres() {
     let _turn = serial().await;
@@ -70,7 +75,7 @@ async fn latency_slows_a_cache_hit_by_twice_its_ms_on_redis_and_an_uncached_read
     for (server, id) in services.servers.iter().zip(31..) {
         get(&format!("{}/users/{id}", server.url())).await;
     }
-    faults(&services).redis.set(latency);
+    redis_proxy(&services).set(latency);
     for (server, id) in services.servers.iter().zip(31..) {
         let url = format!("{}/users/{id}", server.url());
         let mut took = Vec::new();
@@ -96,7 +101,7 @@ async fn latency_slows_a_cache_hit_by_twice_its_ms_on_redis_and_an_uncached_read
             server.name
         );
     }
-    faults(&services).redis.heal();
+    redis_proxy(&services).heal();
     for (server, id) in services.servers.iter().zip(31..) {
         let (answer, took) = timed_get(&format!("{}/users/{id}", server.url())).await;
         assert_eq!(answer.cache(), "HIT");
@@ -134,7 +139,7 @@ async fn with_redis_down_reads_answer_from_postgres_fast_because_the_breaker_ski
         get(&format!("{}/users/{id}", ca.url())).await;
     }
     let before = ca.backend.counters.snapshot();
-    faults(&services).redis.set(Fault::Down);
+    redis_proxy(&services).set(Fault::Down);
     let mut took = Vec::new();
     for i in 0..200 {
         let id = 1 + i % 20;
@@ -157,7 +162,7 @@ async fn with_redis_down_reads_answer_from_postgres_fast_because_the_breaker_ski
     );
     assert_eq!(delta.get(Counter::DbReads), 200);
 
-    faults(&services).redis.heal();
+    redis_proxy(&services).heal();
     let back = time_until(&format!("{}/users/1", ca.url()), "HIT").await;
     assert_recovered("hits after Redis came back", back);
     services.shutdown().await;
@@ -171,7 +176,7 @@ async fn a_blackholed_redis_costs_reads_about_the_redis_timeout_once_then_they_a
     for id in 1..=10 {
         get(&format!("{}/users/{id}", ca.url())).await;
     }
-    faults(&services).redis.set(Fault::Blackhole);
+    redis_proxy(&services).set(Fault::Blackhole);
     let (first, took) = timed_get(&format!("{}/users/1", ca.url())).await;
     assert_eq!(first.status, 200, "{first:?}");
     assert!(
@@ -190,7 +195,7 @@ async fn a_blackholed_redis_costs_reads_about_the_redis_timeout_once_then_they_a
         p99 < Duration::from_millis(50),
         "later reads skip the silent Redis: p99 {p99:?} ({took:?})"
     );
-    faults(&services).redis.heal();
+    redis_proxy(&services).heal();
     let back = time_until(&format!("{}/users/2", ca.url()), "HIT").await;
     assert_recovered("hits after the blackhole healed", back);
     services.shutdown().await;
@@ -204,7 +209,7 @@ async fn after_a_reset_of_open_connections_the_next_requests_succeed() {
     for id in 1..=5 {
         get(&format!("{}/users/{id}", ca.url())).await;
     }
-    faults(&services).redis.reset_connections();
+    redis_proxy(&services).reset_connections();
     let reset_at = Instant::now();
     for id in 1..=5 {
         let answer = get(&format!("{}/users/{id}", ca.url())).await;
@@ -352,9 +357,9 @@ async fn health_answers_within_1s_naming_what_is_down_and_checks_the_users_table
     let base = services.servers[0].url();
     assert_eq!(get(&format!("{base}/health")).await.status, 200);
 
-    faults(&services).redis.set(Fault::Blackhole);
+    redis_proxy(&services).set(Fault::Blackhole);
     assert_unhealthy(&base, "redis", "postgres").await;
-    faults(&services).redis.heal();
+    redis_proxy(&services).heal();
     assert_recovered(
         "/health after Redis healed",
         time_until(&format!("{base}/health"), "").await,

@@ -135,9 +135,9 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn beyond_max_connections_a_new_connection_waits_and_is_served_as_soon_as_one_closes() {
+async fn at_max_connections_a_newcomer_is_served_by_closing_the_longest_idle_connection() {
     let _turn = serial().await;
-    // A longer idle timeout than the other tests: the 50 must stay open on their own
+    // A longer idle timeout than the other tests: the 50 would stay open on their own
     // for the whole test.
     let services = server_with(HttpLimits {
         max_connections: 50,
@@ -150,6 +150,7 @@ async fn beyond_max_connections_a_new_connection_waits_and_is_served_as_soon_as_
         assert_eq!(request(&mut stream, "/users/1").await, 200);
         held.push(stream);
     }
+    let started = Instant::now();
     let mut extra = TcpStream::connect(addr(&services))
         .await
         .expect("the 51st connection is not refused");
@@ -157,33 +158,62 @@ async fn beyond_max_connections_a_new_connection_waits_and_is_served_as_soon_as_
         .write_all(b"GET /users/3 HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
-    let mut peek = [0u8; 1];
-    let early = tokio::time::timeout(Duration::from_millis(700), extra.peek(&mut peek)).await;
-    assert!(
-        early.is_err(),
-        "the 51st connection was served past the cap: {early:?}"
-    );
-
-    let started = Instant::now();
-    assert_eq!(
-        request(&mut held[1], "/users/2").await,
-        200,
-        "the open connections keep being served"
-    );
-    let served = started.elapsed();
-    assert!(served < Duration::from_millis(500), "{served:?}");
-
-    drop(held.remove(0));
-    let started = Instant::now();
     let status = tokio::time::timeout(Duration::from_secs(2), read_response(&mut extra))
         .await
-        .expect("the waiting connection is served once one closes");
+        .expect("the newcomer is served");
     assert_eq!(status, 200);
-    let waited = started.elapsed();
     assert!(
-        waited < Duration::from_millis(500),
-        "served {waited:?} after a slot freed"
+        started.elapsed() < Duration::from_millis(500),
+        "served after {:?}",
+        started.elapsed()
     );
+    // The one idle longest (the first) made room: the server closed it.
+    let closed = closed_after(&mut held[0], Duration::from_secs(2)).await;
+    assert!(closed.is_some(), "the longest-idle connection was closed");
+    // The others are still open and served.
+    for stream in held.iter_mut().skip(1).take(5) {
+        assert_eq!(request(stream, "/users/2").await, 200);
+    }
+    services.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_max_connections_with_every_connection_busy_a_newcomer_waits_for_one_to_finish() {
+    let _turn = serial().await;
+    let services = server_with(HttpLimits {
+        max_connections: 2,
+        idle_timeout: Duration::from_secs(10),
+    })
+    .await;
+    services.knobs.update(|k| k.db_delay_ms = 800);
+    // Two slow requests keep both connections busy.
+    let mut busy = Vec::new();
+    for id in [101, 102] {
+        let mut stream = connect(&services).await;
+        stream
+            .write_all(format!("GET /users/{id} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        busy.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut extra = TcpStream::connect(addr(&services))
+        .await
+        .expect("not refused");
+    extra
+        .write_all(b"GET /users/3 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut peek = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(300), extra.peek(&mut peek)).await;
+    assert!(early.is_err(), "no busy connection is cut for a newcomer");
+    for stream in busy.iter_mut() {
+        assert_eq!(read_response(stream).await, 200, "the busy ones finish");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(3), read_response(&mut extra))
+        .await
+        .expect("the newcomer is served once a busy connection is idle");
+    assert_eq!(status, 200);
     services.shutdown().await;
 }
 

@@ -452,7 +452,7 @@ async fn point_7_a_503_names_postgres_and_redis_trouble_never_fails_a_read() {
     let services = common::start_services(common::shared_stack()).await;
     let base = services.server("cache-aside").unwrap().url();
     let faults = services.faults.as_ref().unwrap();
-    faults.redis.set(Fault::Down);
+    faults.redis[0].1.set(Fault::Down);
     let answer = common::get(&format!("{base}/users/5")).await;
     assert_eq!(answer.status, 200, "Redis down: read from Postgres");
     faults.heal_all();

@@ -107,6 +107,18 @@ impl Cache {
         self.shared.breaker.is_open()
     }
 
+    /// If Redis was found down, ask it again now: the per-lab reset must not leave the
+    /// next lab skipping a Redis that is back (its probe may be sleeping, or may have
+    /// failed under a fault the reset just healed).
+    pub async fn recheck(&self, bound: Duration) {
+        if !self.is_down() {
+            return;
+        }
+        if let Ok(Ok(())) = tokio::time::timeout(bound, self.ping()).await {
+            self.shared.breaker.close();
+        }
+    }
+
     /// Run one call through the breaker.
     async fn call<T, F, Fut>(&self, call: F) -> Result<T, CacheError>
     where

@@ -126,6 +126,7 @@ impl LabContext {
         let db = LabDb::new(
             services.stack.database_lab_url.clone(),
             !services.stack.may_reset_data,
+            !services.stack.postgres_managed,
         );
         Self {
             services,
@@ -331,7 +332,10 @@ impl LabContext {
             }
         }
         self.redis.borrow_mut().take();
-        let db = std::mem::replace(&mut *self.db.borrow_mut(), LabDb::new(String::new(), true));
+        let db = std::mem::replace(
+            &mut *self.db.borrow_mut(),
+            LabDb::new(String::new(), true, true),
+        );
         drop(db);
     }
 }

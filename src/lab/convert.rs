@@ -54,6 +54,44 @@ pub fn format_float(f: f64) -> String {
     }
 }
 
+/// A value as a note shows it: floats by `format_float`, containers element by element.
+pub fn display(value: &Dynamic) -> String {
+    if let Ok(f) = value.as_float() {
+        return format_float(f);
+    }
+    if value.is_string() {
+        return value.clone().into_string().unwrap_or_default();
+    }
+    if value.is_array() {
+        let items: Vec<String> = value
+            .clone()
+            .into_array()
+            .unwrap_or_default()
+            .iter()
+            .map(inner)
+            .collect();
+        return format!("[{}]", items.join(", "));
+    }
+    if value.is_map() {
+        let map = value.clone().cast::<Map>();
+        let fields: Vec<String> = map
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", inner(v)))
+            .collect();
+        return format!("#{{{}}}", fields.join(", "));
+    }
+    value.to_string()
+}
+
+/// An element inside a container: strings quoted.
+fn inner(value: &Dynamic) -> String {
+    if value.is_string() {
+        format!("{:?}", value.clone().into_string().unwrap_or_default())
+    } else {
+        display(value)
+    }
+}
+
 /// Round a float to what `format_float` shows (for numbers labs get back).
 pub fn round_float(f: f64) -> f64 {
     format_float(f).parse().unwrap_or(f)
@@ -190,6 +228,17 @@ mod tests {
         assert_eq!(format_float(12345.6789), "12345.679");
         assert_eq!(format_float(-2.5), "-2.5");
         assert_eq!(round_float(150.70012345), 150.7);
+    }
+
+    #[test]
+    fn notes_show_floats_rounded_inside_containers_too() {
+        let map: Map = [("p50".into(), Dynamic::from(2.0_f64 / 3.0))]
+            .into_iter()
+            .collect();
+        assert_eq!(display(&Dynamic::from(map)), "#{p50: 0.6667}");
+        assert_eq!(display(&Dynamic::from(1.0163399999999998_f64)), "1.016");
+        let array: Array = vec![Dynamic::from("a"), Dynamic::from(1_i64)];
+        assert_eq!(display(&Dynamic::from(array)), "[\"a\", 1]");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod context;
 mod convert;
 mod errors;
 mod imports;
+pub mod memory;
 pub mod redis_guard;
 pub mod report;
 
@@ -55,6 +56,8 @@ pub fn engine() -> (Engine, Vec<api::FnDoc>) {
         // Reading a field a map lacks is an error, not a quiet `()`.
         .set_fail_on_invalid_map_property(true);
     engine.disable_symbol("eval");
+    // No constant folding: it would print literal floats with Rhai's own formatting.
+    engine.set_optimization_level(rhai::OptimizationLevel::None);
     // Imports are refused until the runner sets a resolver rooted at the lab's folder.
     engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
     // Floats read as numbers, not as float noise, in notes and printed values.
@@ -243,22 +246,34 @@ fn execute(ctx: &Rc<LabContext>, file: &Path, source: &str, limits: &Limits) -> 
     engine.set_max_operations(limits.max_operations);
     engine.set_module_resolver(imports::LabFolder::new(&ctx.folder));
     let deadline = ctx.deadline;
-    let baseline = resident_bytes();
     let cap = limits.max_memory_mb.saturating_mul(1024 * 1024);
+    memory::start_counting();
     engine.on_progress(move |ops| {
-        if Instant::now() > deadline || crate::shutdown::requested() {
-            return Some(rhai::Dynamic::UNIT);
-        }
-        // Reading /proc costs a syscall: look every 16k operations.
-        if ops % 16_384 == 0 && resident_bytes().saturating_sub(baseline) > cap {
+        if memory::counted() > cap {
             return Some(MEMORY_TOKEN.into());
+        }
+        // The clock costs more than the counter: look every 64 operations.
+        if ops % 64 == 0 && (Instant::now() > deadline || crate::shutdown::requested()) {
+            return Some(rhai::Dynamic::UNIT);
         }
         None
     });
     let name = file.display().to_string();
     let print_name = name.clone();
-    engine.on_print(move |text| println!("  [{print_name}] {text}"));
-    engine.on_debug(move |text, _, pos| eprintln!("  debug {pos}: {text}"));
+    // Every printed line carries the lab's name, control characters escaped: a lab cannot
+    // forge report lines or send escape sequences to the terminal.
+    engine.on_print(move |text| {
+        let out = crate::output::Printer::stdout();
+        for line in crate::output::clean(text).lines() {
+            out.line(&format!("  [{print_name}] {line}"));
+        }
+    });
+    engine.on_debug(move |text, _, pos| {
+        let out = crate::output::Printer::stderr();
+        for line in crate::output::clean(text).lines() {
+            out.line(&format!("  debug {pos}: {line}"));
+        }
+    });
     let ast = match engine.compile(source) {
         Ok(ast) => ast,
         Err(e) => {
@@ -291,7 +306,7 @@ fn execute(ctx: &Rc<LabContext>, file: &Path, source: &str, limits: &Limits) -> 
         (Some(Halt::Interrupted), _) => Outcome::Stopped(at("interrupted")),
         (None, errors::Kind::Terminated(token)) if token == MEMORY_TOKEN => {
             Outcome::Stopped(at(&format!(
-                "the lab grew the process by more than {} MiB (--max-memory-mb); it was stopped",
+                "the lab held more than {} MiB (--max-memory-mb); it was stopped",
                 limits.max_memory_mb
             )))
         }
@@ -304,17 +319,4 @@ fn execute(ctx: &Rc<LabContext>, file: &Path, source: &str, limits: &Limits) -> 
         (None, errors::Kind::Limit(m)) => Outcome::Stopped(at(&m)),
         (None, errors::Kind::Error(m)) => Outcome::ScriptError(at(&m)),
     }
-}
-
-/// The process's resident memory in bytes (0 if unknown).
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
-    pages * page
 }

@@ -183,7 +183,13 @@ mod tests {
         let f = UserFields::parse(Some("name=J%C3%BCrgen+K&email=a%40b.c"), b"").unwrap();
         assert_eq!(f.name.as_deref(), Some("Jürgen K"));
         assert_eq!(f.email.as_deref(), Some("a@b.c"));
-        for bad in ["name=%ZZ", "name=%C3", "name=abc%", "name=%FF%FE", "name=%a\u{e9}"] {
+        for bad in [
+            "name=%ZZ",
+            "name=%C3",
+            "name=abc%",
+            "name=%FF%FE",
+            "name=%a\u{e9}",
+        ] {
             assert_eq!(
                 UserFields::parse(Some(bad), b"").unwrap_err().status,
                 400,

@@ -25,6 +25,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::strategy::{Backend, Strategy};
 
+/// At the connection cap, how often a waiting newcomer asks for an idle connection to
+/// close again.
+const SHED_RETRY: Duration = Duration::from_millis(50);
+
 /// How long requests in flight may take to finish once shutdown begins.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -174,10 +178,19 @@ async fn accept_loop<S: Strategy>(
         let slot = match slots.clone().try_acquire_owned() {
             Ok(slot) => slot,
             Err(_) => {
-                conns.shed_idlest();
-                tokio::select! {
-                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-                    _ = stop.cancelled() => break,
+                // Ask again every few ms: a connection busy now may be idle soon.
+                let mut waited = None;
+                while waited.is_none() {
+                    conns.shed_idlest();
+                    tokio::select! {
+                        slot = slots.clone().acquire_owned() => waited = slot.ok(),
+                        _ = tokio::time::sleep(SHED_RETRY) => {}
+                        _ = stop.cancelled() => break,
+                    }
+                }
+                match waited {
+                    Some(slot) => slot,
+                    None => break,
                 }
             }
         };

@@ -33,6 +33,8 @@ pub struct StackOptions {
     pub redis_cluster_urls: Vec<String>,
     /// External PostgreSQL instead of a managed one.
     pub database_url: Option<String>,
+    /// On an external PostgreSQL, the role labs' SQL runs as (default: `database_url`'s).
+    pub lab_database_url: Option<String>,
     /// Allow FLUSHALL and CONFIG SET on an external Redis.
     pub allow_flush: bool,
     /// Reload users.json into an external users table even when it holds rows.
@@ -111,7 +113,13 @@ impl Stack {
                 p.url_as(crate::store::admin::APP_ROLE),
                 p.url_as(crate::store::admin::LAB_ROLE),
             ),
-            PostgresSource::External(url) => (url.clone(), url.clone()),
+            PostgresSource::External(url) => (
+                url.clone(),
+                self.options
+                    .lab_database_url
+                    .clone()
+                    .unwrap_or_else(|| url.clone()),
+            ),
         };
         StackInfo {
             redis_url: self.redis_url(),

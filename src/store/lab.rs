@@ -11,20 +11,32 @@ use tokio_postgres::{Client, NoTls};
 
 use super::{User, USER_COLUMNS};
 
+/// Rows one `db_query` may return, and bytes of JSON: a lab cannot pull a table the size
+/// of the machine's memory into itself in one call.
+const MAX_ROWS: usize = 100_000;
+const MAX_BYTES: usize = 32 * 1024 * 1024;
+
 /// The lab's session, opened lazily.
 pub struct LabDb {
     url: String,
     read_only: bool,
+    /// External database: make sure the role cannot reach the server's programs or files
+    /// before running a lab's own SQL.
+    check_role: bool,
+    /// The check passed (it runs once per session).
+    role_checked: bool,
     client: Option<Client>,
 }
 
 impl LabDb {
     /// A session for `url` (not connected yet). `read_only`: statements run in read-only
     /// transactions, so a lab cannot change an external table it was not allowed to reset.
-    pub fn new(url: String, read_only: bool) -> Self {
+    pub fn new(url: String, read_only: bool, check_role: bool) -> Self {
         Self {
             url,
             read_only,
+            check_role,
+            role_checked: false,
             client: None,
         }
     }
@@ -50,8 +62,9 @@ impl LabDb {
 
     /// The users row with this id, or `None`.
     pub async fn get_user(&mut self, id: i32) -> anyhow::Result<Option<User>> {
+        // Our own statement: safe to run as any role.
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        let rows = self.query_json(&sql, &[serde_json::json!(id)]).await?;
+        let rows = self.run(&sql, &[serde_json::json!(id)]).await?;
         rows.into_iter()
             .next()
             .map(serde_json::from_value)
@@ -67,11 +80,23 @@ impl LabDb {
         sql: &str,
         params: &[serde_json::Value],
     ) -> anyhow::Result<Vec<serde_json::Value>> {
+        if self.check_role && !self.role_checked {
+            refuse_powerful_roles(self.client().await?).await?;
+            self.role_checked = true;
+        }
+        self.run(sql, params).await
+    }
+
+    async fn run(
+        &mut self,
+        sql: &str,
+        params: &[serde_json::Value],
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
         let read_only = self.read_only;
         let client = self.client().await?;
         // Prepared outside the transaction: a statement that cannot be wrapped fails to
         // prepare, which inside a transaction would abort it.
-        let wrapped = format!("WITH q AS ({sql}) SELECT to_json(q) FROM q");
+        let wrapped = format!("WITH q AS ({sql}) SELECT to_json(q)::text FROM q");
         let (stmt, returns_rows) = match client.prepare(&wrapped).await {
             Ok(stmt) => (stmt, true),
             Err(_) => (client.prepare(sql).await?, false),
@@ -100,18 +125,57 @@ impl LabDb {
             .start()
             .await?;
         let rows = if returns_rows {
-            tx.query(&stmt, &refs)
-                .await?
-                .iter()
-                .map(|r| r.get::<_, serde_json::Value>(0))
-                .collect()
+            let mut stream = std::pin::pin!(tx.query_raw(&stmt, refs).await?);
+            let mut rows = Vec::new();
+            let mut bytes = 0usize;
+            while let Some(row) = futures_util::StreamExt::next(&mut stream).await {
+                let text: String = row?.get(0);
+                bytes += text.len();
+                if rows.len() >= MAX_ROWS || bytes > MAX_BYTES {
+                    anyhow::bail!(
+                        "too many rows: the result is larger than {MAX_ROWS} rows or {} MiB of JSON; narrow it with WHERE or LIMIT",
+                        MAX_BYTES >> 20
+                    );
+                }
+                rows.push(serde_json::from_str(&text)?);
+            }
+            rows
         } else {
             tx.execute(&stmt, &refs).await?;
             Vec::new()
         };
-        tx.commit().await?;
+        // Read-only: roll back, so not even what a read-only transaction may write (large
+        // objects) outlives the statement.
+        if read_only {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
         Ok(rows)
     }
+}
+
+/// A superuser — or a role that may run programs or touch files on the database server —
+/// could escape any transaction: labs do not run SQL as one.
+async fn refuse_powerful_roles(client: &Client) -> anyhow::Result<()> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, r.rolsuper \
+             OR pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER') \
+             OR pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') \
+             OR pg_has_role(current_user, 'pg_write_server_files', 'MEMBER') \
+             FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .context("checking the lab role's privileges")?;
+    let (role, powerful): (String, bool) = (row.get(0), row.get(1));
+    if powerful {
+        anyhow::bail!(
+            "labs do not run SQL as {role}: it is a superuser (or may run programs or read files on the database server); give labs a role that may only use the users table with --lab-database-url URL, or use the managed stack"
+        );
+    }
+    Ok(())
 }
 
 /// Convert a JSON value to the Rust type Postgres expects for parameter `$n`.

@@ -30,8 +30,23 @@ pub enum DbError {
     Timeout(Duration),
     #[error("{0}")]
     Pool(#[from] deadpool_postgres::PoolError),
-    #[error("{0}")]
+    #[error("{}", query_message(.0))]
     Query(#[from] tokio_postgres::Error),
+}
+
+/// What Postgres said, not just "db error": the server's message (and hint), or the
+/// client's error with its cause.
+fn query_message(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return match db.hint() {
+            Some(hint) => format!("{} ({hint})", db.message()),
+            None => db.message().to_string(),
+        };
+    }
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
+    }
 }
 
 /// A row of the `users` table.

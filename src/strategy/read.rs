@@ -39,6 +39,8 @@ pub async fn read<S: Strategy>(s: S, b: Arc<Backend>, id: i32) -> Result<Fetched
             .await
             .map(|v| v.map(|value| Entry { value, pttl_ms: -1 }))
     };
+    // An early recompute replaces only the value it recomputed (never a newer write).
+    let mut recomputing = None;
     let cache_usable = match looked {
         Ok(Some(entry)) => match on_hit(s, &b, id, &k, entry) {
             Ok(fetched) => {
@@ -46,8 +48,9 @@ pub async fn read<S: Strategy>(s: S, b: Arc<Backend>, id: i32) -> Result<Fetched
                 tracing::debug!(strategy = S::NAME, "CACHE {} {key}", fetched.cache.as_str());
                 return Ok(fetched);
             }
-            Err(RecomputeNow) => {
+            Err(RecomputeNow(old)) => {
                 b.counters.record(Counter::EarlyRefreshes);
+                recomputing = Some(old);
                 true
             }
         },
@@ -64,7 +67,7 @@ pub async fn read<S: Strategy>(s: S, b: Arc<Backend>, id: i32) -> Result<Fetched
         }
         Protection::Lock if cache_usable => lock::read(s, &b, id, &k).await,
         _ => (
-            load_and_fill(s, &b, id, cache_usable, None).await,
+            load_and_fill(s, &b, id, cache_usable, recomputing).await,
             XCache::Miss,
         ),
     };
@@ -73,8 +76,8 @@ pub async fn read<S: Strategy>(s: S, b: Arc<Backend>, id: i32) -> Result<Fetched
     Ok(Fetched { user: user?, cache })
 }
 
-/// A hit that must be recomputed in the request (xfetch).
-struct RecomputeNow;
+/// A hit that must be recomputed in the request (xfetch), with the value it replaces.
+struct RecomputeNow(Bytes);
 
 /// What a hit answers, or that it must be recomputed now.
 fn on_hit<S: Strategy>(
@@ -102,7 +105,7 @@ fn on_hit<S: Strategy>(
         Protection::Xfetch => {
             let delta = b.remedies.recompute_times.get(id).unwrap_or_default();
             if xfetch::recompute_early(delta, k.xfetch_beta, pttl, xfetch::draw()) {
-                return Err(RecomputeNow);
+                return Err(RecomputeNow(entry.value));
             }
         }
         _ => {}

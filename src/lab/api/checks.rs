@@ -57,11 +57,7 @@ pub fn register(r: &mut Registry) {
         "note(text: any)",
         "Add an observation to the report (numbers, tables, anything worth reading).",
         |text: Dynamic| -> LabResult<()> {
-            let text = if text.is_string() {
-                text.into_string().unwrap_or_default()
-            } else {
-                text.to_string()
-            };
+            let text = crate::lab::convert::display(&text);
             context::with(|ctx| {
                 ctx.add(Event::Note { text });
                 Ok(())

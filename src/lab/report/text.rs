@@ -24,7 +24,12 @@ pub fn print_lab(out: &Printer, lab: &LabReport) {
                 line,
             } => {
                 let line = line.map(|l| format!(" (line {l})")).unwrap_or_default();
-                out.line(&format!("  {} {}{}", out.red("✗"), clean(name), out.dim(&line)));
+                out.line(&format!(
+                    "  {} {}{}",
+                    out.red("✗"),
+                    clean(name),
+                    out.dim(&line)
+                ));
             }
             Event::Note { text } => {
                 for (i, line) in clean(text).lines().enumerate() {
@@ -76,7 +81,10 @@ fn print_table(out: &Printer, title: &str, columns: &[String], rows: &[Vec<serde
         other => other.to_string(),
     };
     let cells: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(cell).collect()).collect();
-    let columns: Vec<String> = columns.iter().map(|c| clean(c).replace('\n', " ")).collect();
+    let columns: Vec<String> = columns
+        .iter()
+        .map(|c| clean(c).replace('\n', " "))
+        .collect();
     let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
     for row in &cells {
         for (i, c) in row.iter().enumerate() {
