@@ -10,33 +10,39 @@ use std::time::Duration;
 
 use crate::outage::OutageLog;
 
-/// Consecutive unreachable-Redis failures that open the breaker. One: a call that could
-/// not reach Redis at all means the next ones would each wait on a reconnect, and a
-/// breaker opened by a passing blip costs only Postgres reads until the next probe.
-const OPEN_AFTER: u32 = 1;
+/// Consecutive unreachable-Redis failures that open the breaker of a single Redis. One: a
+/// call that could not reach Redis at all means the next ones would each wait on a
+/// reconnect, and a breaker opened by a passing blip costs only Postgres reads until the
+/// next probe.
+pub const OPEN_AFTER_SINGLE: u32 = 1;
+/// On a cluster one breaker stands for every master: it opens only when calls keep
+/// failing in a row (every master unreachable), not when one dead master's keys fail
+/// between the other masters' successes — those are bounded by the client's timeout.
+pub const OPEN_AFTER_CLUSTER: u32 = 3;
 /// How often the probe tries Redis while the breaker is open.
 pub const PROBE_EVERY: Duration = Duration::from_millis(200);
 
 /// The breaker's state; shared by every clone of a `Cache`.
 pub struct Breaker {
+    open_after: u32,
     open: AtomicBool,
     failures_in_a_row: AtomicU32,
     probing: AtomicBool,
     outage: OutageLog,
 }
 
-impl Default for Breaker {
-    fn default() -> Self {
+impl Breaker {
+    /// A closed breaker that opens after `open_after` unreachable calls in a row.
+    pub fn new(open_after: u32) -> Self {
         Self {
+            open_after,
             open: AtomicBool::new(false),
             failures_in_a_row: AtomicU32::new(0),
             probing: AtomicBool::new(false),
             outage: OutageLog::new("Redis"),
         }
     }
-}
 
-impl Breaker {
     /// May a call go to Redis now?
     pub fn allows(&self) -> bool {
         !self.open.load(Ordering::Relaxed)
@@ -57,7 +63,7 @@ impl Breaker {
     /// and the caller should start the probe.
     pub fn unreachable(&self, error: &redis::RedisError) -> bool {
         let n = self.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
-        if n < OPEN_AFTER || self.open.swap(true, Ordering::AcqRel) {
+        if n < self.open_after || self.open.swap(true, Ordering::AcqRel) {
             return false;
         }
         self.outage.failed(

@@ -53,7 +53,6 @@ pub struct Cache {
     shared: Arc<Shared>,
 }
 
-#[derive(Default)]
 struct Shared {
     breaker: Breaker,
     burst: Mutex<ErrorBurst>,
@@ -96,9 +95,17 @@ static REPLACE_IF_SAME: LazyLock<redis::Script> = LazyLock::new(|| {
 impl Cache {
     /// A cache over `conn`.
     pub fn new(conn: RedisConn) -> Self {
+        let is_cluster = matches!(conn, RedisConn::Cluster(_));
         Self {
             conn,
-            shared: Default::default(),
+            shared: Arc::new(Shared {
+                breaker: Breaker::new(if is_cluster {
+                    breaker::OPEN_AFTER_CLUSTER
+                } else {
+                    breaker::OPEN_AFTER_SINGLE
+                }),
+                burst: Default::default(),
+            }),
         }
     }
 

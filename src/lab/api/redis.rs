@@ -100,10 +100,18 @@ pub fn register(r: &mut Registry) {
         |pattern: Dynamic| -> LabResult<Array> {
             let pattern = arg_str("redis_keys", "pattern", &pattern)?;
             context::with(|ctx| {
-                let mut conn = ctx.redis()?;
-                let keys = ctx
-                    .block_on(async move { conn.scan_keys(&pattern).await })?
-                    .map_err(|e| lab_error(format!("redis: {e}")))?;
+                let scan = |pattern: String| -> LabResult<redis::RedisResult<Vec<String>>> {
+                    let mut conn = ctx.redis()?;
+                    ctx.block_on(async move { conn.scan_keys(&pattern).await })
+                };
+                // A connection that died with a Redis the lab restarted is opened again once.
+                let keys = match scan(pattern.clone())? {
+                    Ok(keys) => keys,
+                    Err(_) => {
+                        ctx.forget_redis();
+                        scan(pattern)?.map_err(|e| lab_error(format!("redis: {e}")))?
+                    }
+                };
                 Ok(keys.into_iter().map(Dynamic::from).collect())
             })
         }
@@ -200,7 +208,12 @@ fn query<T: redis::FromRedisValue>(ctx: &LabContext, cmd: redis::Cmd) -> LabResu
     let mut conn = ctx.redis()?;
     let once = cmd.clone();
     match ctx.block_on(async move { once.query_async::<T>(&mut conn).await })? {
-        Err(e) if e.is_connection_dropped() || e.is_io_error() => {
+        Err(e)
+            if e.is_connection_dropped()
+                || e.is_io_error()
+                || e.is_cluster_error()
+                || e.kind() == redis::ErrorKind::ClusterConnectionNotFound =>
+        {
             ctx.forget_redis();
             let mut conn = ctx.redis()?;
             ctx.block_on(async move { cmd.query_async::<T>(&mut conn).await })?
