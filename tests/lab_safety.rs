@@ -412,6 +412,11 @@ fn point_10_loads_that_together_exhaust_file_descriptors_stop_with_the_lab_and_t
         &["--timeout", "3"],
         &[&attack, &fresh],
     );
+    assert!(
+        !r.labs().is_empty(),
+        "no report was written:\n{}",
+        r.context()
+    );
     let lab = &r.labs()[0];
     let (kind, message) = outcome(lab);
     assert!(

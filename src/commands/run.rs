@@ -43,6 +43,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         report::text::print_lab(&out, &lab);
         labs.push(lab);
     }
+    // The last lab's loads may still be closing their sockets: room to write the reports.
+    lab::wait_for_file_room().await;
     let run_report = report::RunReport::new(labs);
     report::text::print_totals(&out, &run_report);
     let mut code = run_report.exit_code();

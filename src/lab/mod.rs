@@ -146,6 +146,7 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: &Limits) -> 
             outcome,
         )
     };
+    wait_for_file_room().await;
     let source = match std::fs::read_to_string(file) {
         Ok(s) => s,
         Err(e) => {
@@ -318,5 +319,17 @@ fn execute(ctx: &Rc<LabContext>, file: &Path, source: &str, limits: &Limits) -> 
         }
         (None, errors::Kind::Limit(m)) => Outcome::Stopped(at(&m)),
         (None, errors::Kind::Error(m)) => Outcome::ScriptError(at(&m)),
+    }
+}
+
+/// Wait (at most 5 s) until the process has room for files again: the last lab's loads
+/// may have filled the descriptor table, and their sockets close only as their tasks end
+/// and the servers see the other ends go.
+pub async fn wait_for_file_room() {
+    let limit = crate::load::open_file_limit();
+    let room = |open: u64| open.saturating_mul(4) < limit.saturating_mul(3);
+    let give_up = Instant::now() + Duration::from_secs(5);
+    while !room(crate::load::open_files()) && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -309,7 +309,7 @@ fn fd_room(connections: u64, per_connection: u64, limit: u64, in_use: u64) -> Re
 }
 
 /// The soft RLIMIT_NOFILE: what this process may have open at once.
-fn open_file_limit() -> u64 {
+pub(crate) fn open_file_limit() -> u64 {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -324,9 +324,15 @@ fn open_file_limit() -> u64 {
     limit.rlim_cur
 }
 
-/// Descriptors open now (0 where /proc is not available: the margin covers a few).
-fn open_files() -> u64 {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count() as u64)
+/// Descriptors open now (0 where /proc is not available: the margin covers a few; all of
+/// them when the table is too full to list it).
+pub(crate) fn open_files() -> u64 {
+    match std::fs::read_dir("/proc/self/fd") {
+        Ok(dir) => dir.count() as u64,
+        // Listing the table takes a descriptor itself: none left means it is full.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => u64::MAX,
+        Err(_) => 0,
+    }
 }
 
 #[cfg(test)]
