@@ -12,7 +12,7 @@ use cachelab::counters::Counter;
 use cachelab::services::Services;
 use cachelab::stack::child::signal_tree;
 use cachelab::stack::proxy::Fault;
-use common::{cachelab, get, serial, shared_stack, start_services, Answer};
+use common::{cachelab, get, serial, shared_stack, start_services, Answer, Run};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -399,13 +399,6 @@ async fn health_answers_within_1s_naming_what_is_down_and_checks_the_users_table
     services.shutdown().await;
 }
 
-/// What `cachelab run` did.
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
 fn lab(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/labs")
@@ -414,19 +407,14 @@ fn lab(name: &str) -> PathBuf {
 
 /// `cachelab run ARGS LABS` in `cwd`, with extra environment.
 fn run(args: &[&str], labs: &[PathBuf], env: &[(&str, &str)], cwd: &Path) -> Run {
-    let out = cachelab()
-        .arg("run")
-        .args(args)
-        .args(labs)
-        .envs(env.iter().copied())
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    Run::of(
+        cachelab()
+            .arg("run")
+            .args(args)
+            .args(labs)
+            .envs(env.iter().copied())
+            .current_dir(cwd),
+    )
 }
 
 fn assert_passed(r: &Run, labs: usize) {

@@ -5,51 +5,13 @@
 
 mod common;
 
+use common::{run, Labs};
+
 use common::cachelab;
 use roxmltree::{Document, Node, ParsingOptions};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-
-/// A folder of lab files written by a test.
-struct Labs {
-    dir: tempfile::TempDir,
-}
-
-impl Labs {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn add(&self, name: &str, source: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, source).unwrap();
-        path
-    }
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&str], files: &[&Path]) -> Run {
-    let out = cachelab()
-        .arg("run")
-        .args(args)
-        .args(files)
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// The page parsed strictly as XML: it must be well-formed to get past here.
 fn parse(page: &str) -> Document<'_> {

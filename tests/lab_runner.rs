@@ -4,48 +4,11 @@
 
 mod common;
 
+use common::{run, Labs};
+
 use common::{assert_nothing_left, cachelab, private_tmpdir};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
-
-/// A folder of lab files written by a test.
-struct Labs {
-    dir: tempfile::TempDir,
-}
-
-impl Labs {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn add(&self, name: &str, source: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, source).unwrap();
-        path
-    }
-}
-
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-fn run(args: &[&str], files: &[&Path]) -> Run {
-    let out = cachelab()
-        .arg("run")
-        .args(args)
-        .args(files)
-        .output()
-        .unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 #[test]
 fn each_lab_starts_from_redis_flushed_table_reloaded_knobs_default_and_counters_zero() {

@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::Labs;
+
 use common::{assert_nothing_left, cachelab, private_tmpdir, Serve};
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -16,28 +18,6 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-
-/// A folder of lab files written by a test.
-struct Labs {
-    dir: tempfile::TempDir,
-}
-
-impl Labs {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn add(&self, name: &str, source: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).unwrap();
-        }
-        std::fs::write(&path, source).unwrap();
-        path
-    }
-}
 
 /// A lab file shipped with the tests.
 fn shipped(name: &str) -> PathBuf {

@@ -10,30 +10,13 @@
 
 mod common;
 
+use common::Labs;
+
 use common::cachelab;
 use hyper::Method;
 use serde_json::Value;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-
-/// A folder of lab files written by a test.
-struct Labs {
-    dir: tempfile::TempDir,
-}
-
-impl Labs {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn add(&self, name: &str, source: &str) -> PathBuf {
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, source).unwrap();
-        path
-    }
-}
+use std::path::Path;
 
 struct Run {
     code: i32,

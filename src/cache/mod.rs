@@ -265,17 +265,12 @@ impl Cache {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool, CacheError> {
-        self.call(|mut c| async move {
-            let done: i64 = LEASE_FILL
-                .key(key)
-                .key(lease_key)
-                .arg(token)
-                .arg(value)
-                .arg((ttl.as_millis() as u64).max(1))
-                .invoke_async(&mut c)
-                .await?;
-            Ok(done == 1)
-        })
+        self.set_by_script(
+            &LEASE_FILL,
+            &[key, lease_key],
+            &[token.as_bytes(), value],
+            ttl,
+        )
         .await
     }
 
@@ -287,14 +282,29 @@ impl Cache {
         value: &[u8],
         ttl: Duration,
     ) -> Result<bool, CacheError> {
+        self.set_by_script(&REPLACE_IF_SAME, &[key], &[old, value], ttl)
+            .await
+    }
+
+    /// Run a conditional SET script (`keys`, then `args` and the TTL in ms as its
+    /// arguments); whether it wrote.
+    async fn set_by_script(
+        &self,
+        script: &'static redis::Script,
+        keys: &[&str],
+        args: &[&[u8]],
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
         self.call(|mut c| async move {
-            let done: i64 = REPLACE_IF_SAME
-                .key(key)
-                .arg(old)
-                .arg(value)
-                .arg((ttl.as_millis() as u64).max(1))
-                .invoke_async(&mut c)
-                .await?;
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(*key);
+            }
+            for arg in args {
+                invocation.arg(*arg);
+            }
+            invocation.arg((ttl.as_millis() as u64).max(1));
+            let done: i64 = invocation.invoke_async(&mut c).await?;
             Ok(done == 1)
         })
         .await

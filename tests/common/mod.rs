@@ -138,6 +138,52 @@ pub async fn sql_count(services: &Services, sql: &str) -> i64 {
     client.query_one(sql, &[]).await.expect("query").get(0)
 }
 
+/// A folder of lab files written by a test.
+pub struct Labs {
+    pub dir: tempfile::TempDir,
+}
+
+impl Labs {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn add(&self, name: &str, source: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, source).unwrap();
+        path
+    }
+}
+
+/// What `cachelab run` printed and how it exited.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The outcome of a finished `cachelab run` command.
+    pub fn of(command: &mut std::process::Command) -> Self {
+        let out = command.output().unwrap();
+        Self {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// `cachelab run ARGS FILES`.
+pub fn run(args: &[&str], files: &[&Path]) -> Run {
+    Run::of(cachelab().arg("run").args(args).args(files))
+}
+
 /// The cachelab binary under test.
 pub fn cachelab() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_cachelab"));
