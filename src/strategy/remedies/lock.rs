@@ -34,6 +34,17 @@ pub async fn read<S: Strategy>(
     loop {
         match b.cache.try_lock(&lock, &token, ttl).await {
             Ok(true) => {
+                // A holder that filled and let go between our last look and now: its
+                // value is there, and must not be read again.
+                if waited {
+                    if let Ok(Some(value)) = b.cache.get(&key).await {
+                        if let Err(e) = b.cache.unlock(&lock, &token).await {
+                            b.cache_failed("unlock", &lock, &e);
+                        }
+                        let user = (!tombstone::is_tombstone(&value)).then_some(value);
+                        return (Ok(user), XCache::Coalesced);
+                    }
+                }
                 let outcome = read::load_and_fill(s, b, id, true, None).await;
                 if let Err(e) = b.cache.unlock(&lock, &token).await {
                     b.cache_failed("unlock", &lock, &e);
