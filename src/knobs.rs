@@ -2,9 +2,12 @@
 //! TTL, a simulated slow query, padding to fill Redis fast, and every remedy.
 //!
 //! All knobs live in one `Settings` value: a new knob is one field (and its default).
-//! Readers take a copy, so a request sees one consistent set even while a lab turns them.
+//! Readers take a copy, so a request sees one consistent set even while a lab turns them;
+//! the value is swapped whole (arc-swap), so reading it on every request takes no lock
+//! and writes no shared memory.
 
-use std::sync::RwLock;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The TTL of cache entries unless `--ttl` or `set_ttl` says otherwise.
@@ -131,7 +134,7 @@ impl Settings {
 /// The knobs shared by every strategy server of one `Services`.
 pub struct Knobs {
     defaults: Settings,
-    current: RwLock<Settings>,
+    current: ArcSwap<Settings>,
 }
 
 impl Knobs {
@@ -139,23 +142,27 @@ impl Knobs {
     pub fn new(defaults: Settings) -> Self {
         Self {
             defaults,
-            current: RwLock::new(defaults),
+            current: ArcSwap::from_pointee(defaults),
         }
     }
 
     /// A copy of every knob now.
     pub fn get(&self) -> Settings {
-        *self.current.read().unwrap_or_else(|p| p.into_inner())
+        **self.current.load()
     }
 
     /// Change knobs, e.g. `knobs.update(|k| k.ttl_secs = 5)`.
-    pub fn update(&self, change: impl FnOnce(&mut Settings)) {
-        change(&mut self.current.write().unwrap_or_else(|p| p.into_inner()));
+    pub fn update(&self, change: impl Fn(&mut Settings)) {
+        self.current.rcu(|now| {
+            let mut next = **now;
+            change(&mut next);
+            Arc::new(next)
+        });
     }
 
     /// Back to the defaults (a lab's fresh start).
     pub fn reset(&self) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = self.defaults;
+        self.current.store(Arc::new(self.defaults));
     }
 }
 

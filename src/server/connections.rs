@@ -51,6 +51,13 @@ impl Drop for Busy {
     }
 }
 
+impl Conn {
+    /// Is a request being answered on it?
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(Ordering::Acquire)
+    }
+}
+
 impl Connections {
     fn now_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
@@ -78,6 +85,32 @@ impl Connections {
     pub fn busy(&self, conn: &Arc<Conn>) -> Busy {
         conn.busy.store(true, Ordering::Release);
         Busy(conn.clone(), self.now_ms())
+    }
+
+    /// Ask every connection idle for `timeout` (no request under way since then — a
+    /// keep-alive connection between requests, or one that never finished sending a
+    /// request head) to close. One sweep every few hundred ms replaces a timer per request.
+    pub fn sweep(&self, timeout: std::time::Duration) {
+        let now = self.now_ms();
+        let timeout = timeout.as_millis() as u64;
+        for conn in self.lock().values() {
+            let idle_for = now.saturating_sub(conn.idle_since_ms.load(Ordering::Relaxed));
+            if !conn.busy.load(Ordering::Acquire) && idle_for >= timeout {
+                conn.close.notify_one();
+            }
+        }
+    }
+
+    /// Ask every connection to close once its request in flight, if any, is answered.
+    pub fn close_all(&self) {
+        for conn in self.lock().values() {
+            conn.close.notify_one();
+        }
+    }
+
+    /// Is any connection answering a request right now?
+    pub fn any_busy(&self) -> bool {
+        self.lock().values().any(|c| c.busy.load(Ordering::Acquire))
     }
 
     /// Ask the idlest connection to close; false when every connection is busy.
@@ -126,6 +159,25 @@ mod tests {
         )
         .await
         .expect("the silent connection is shed first");
+    }
+
+    #[tokio::test]
+    async fn a_sweep_closes_connections_idle_past_the_timeout_and_no_busy_one() {
+        let conns = Connections::default();
+        let (_, idle) = conns.open();
+        let (_, working) = conns.open();
+        let _busy = conns.busy(&working);
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        conns.sweep(std::time::Duration::from_millis(20));
+        tokio::time::timeout(std::time::Duration::from_millis(100), idle.close.notified())
+            .await
+            .expect("the idle connection is asked to close");
+        let busy_asked = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            working.close.notified(),
+        )
+        .await;
+        assert!(busy_asked.is_err(), "a busy connection is left alone");
     }
 
     #[test]

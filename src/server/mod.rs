@@ -2,8 +2,9 @@
 //! shutdown that stops accepting, lets requests in flight finish (up to a bound), stops
 //! the strategy's background work, and returns.
 //!
-//! Hygiene against clients that misbehave: a connection must send a request head within
-//! the idle timeout (this also closes keep-alive connections left idle that long), and at
+//! Hygiene against clients that misbehave: a connection idle for the idle timeout — one
+//! between requests, or one still sending its first request head — is closed (one sweep
+//! over all connections every few hundred ms, rather than a timer per request), and at
 //! most `max_connections` are open at once. At the cap, a newcomer makes the idlest open
 //! connection close (see `connections`); if every connection is busy, it waits.
 
@@ -13,9 +14,8 @@ mod routes;
 
 use anyhow::Context;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -58,6 +58,8 @@ pub struct StrategyServer {
     /// The server's store, cache, counters and knobs; the lab runner reads counters and
     /// turns knobs here.
     pub backend: Arc<Backend>,
+    /// Its open connections (the reset waits until none is answering a request).
+    connections: Arc<connections::Connections>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -76,17 +78,20 @@ impl StrategyServer {
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         strategy.start_background(&backend);
+        let connections = Arc::new(connections::Connections::default());
         let task = tokio::spawn(accept_loop(
             listener,
             strategy,
             backend.clone(),
             limits,
+            connections.clone(),
             stop.clone(),
         ));
         Ok(Self {
             name: S::NAME,
             addr,
             backend,
+            connections,
             stop,
             task,
         })
@@ -101,7 +106,7 @@ impl StrategyServer {
     /// runs: the per-lab reset must not race the last lab's stragglers.
     pub async fn settle(&self, bound: Duration) {
         let deadline = Instant::now() + bound;
-        while self.backend.in_flight.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        while self.connections.any_busy() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let tasks = &self.backend.tasks;
@@ -135,32 +140,31 @@ impl StrategyServer {
     }
 }
 
-/// Counts a request as in flight for as long as it lives.
-struct InFlight(Arc<Backend>);
-
-impl InFlight {
-    fn new(b: Arc<Backend>) -> Self {
-        b.in_flight.fetch_add(1, Ordering::AcqRel);
-        Self(b)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 async fn accept_loop<S: Strategy>(
     listener: TcpListener,
     strategy: S,
     backend: Arc<Backend>,
     limits: HttpLimits,
+    conns: Arc<connections::Connections>,
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let conns = Arc::new(connections::Connections::default());
     let tasks = tokio_util::task::TaskTracker::new();
+    // Idle connections (between requests, or still sending their first head) are closed
+    // by one sweep every quarter of the timeout (at most 500 ms).
+    let sweep_every =
+        (limits.idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_millis(500));
+    let sweeper = {
+        let (conns, stop, timeout) = (conns.clone(), stop.clone(), limits.idle_timeout);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(sweep_every) => conns.sweep(timeout),
+                }
+            }
+        })
+    };
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -204,7 +208,6 @@ async fn accept_loop<S: Strategy>(
                 let busy = conns.busy(&record);
                 async move {
                     let _busy = busy;
-                    let _in_flight = InFlight::new(backend.clone());
                     let started = Instant::now();
                     let reply = routes::handle(strategy, &backend, req).await;
                     backend.counters.record_latency(started.elapsed());
@@ -212,25 +215,27 @@ async fn accept_loop<S: Strategy>(
                 }
             })
         };
+        // No per-request timer: the sweeper below closes idle connections.
         let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.idle_timeout)
             .keep_alive(true)
             .serve_connection(TokioIo::new(stream), service);
-        let (stop, conns) = (stop.clone(), conns.clone());
+        let conns = conns.clone();
         tasks.spawn(async move {
             tokio::pin!(conn);
             let ended = tokio::select! {
                 ended = conn.as_mut() => Some(ended),
                 _ = record.close.notified() => None,
-                _ = stop.cancelled() => None,
             };
             let ended = match ended {
                 Some(ended) => ended,
+                // Idle (or still sending its first request head): close it now.
+                None if !record.is_busy() => Ok(()),
                 None => {
-                    // Finish the request in flight, if any, then close.
+                    // Finish the request in flight, then close.
                     conn.as_mut().graceful_shutdown();
-                    conn.await
+                    tokio::time::timeout(DRAIN_TIMEOUT, conn)
+                        .await
+                        .unwrap_or(Ok(()))
                 }
             };
             if let Err(e) = ended {
@@ -241,6 +246,8 @@ async fn accept_loop<S: Strategy>(
         });
     }
     drop(listener);
+    sweeper.abort();
+    conns.close_all();
     tasks.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait())
         .await

@@ -53,8 +53,6 @@ pub struct Backend {
     /// Held by background writers (write-behind's flusher) while they write; the per-lab
     /// reset holds it so nothing lands in the table while it is rebuilt.
     pub quiet: tokio::sync::Mutex<()>,
-    /// Requests being answered right now (the reset waits for them).
-    pub in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl Backend {
@@ -70,7 +68,6 @@ impl Backend {
             daemons: TaskTracker::new(),
             stop: CancellationToken::new(),
             quiet: tokio::sync::Mutex::new(()),
-            in_flight: Default::default(),
         }
     }
 

@@ -161,7 +161,7 @@ pub fn register(r: &mut Registry) {
 }
 
 /// Turn the shared knobs.
-fn set(change: impl FnOnce(&mut crate::knobs::Settings)) -> LabResult<()> {
+fn set(change: impl Fn(&mut crate::knobs::Settings)) -> LabResult<()> {
     context::with(|ctx| {
         ctx.services.knobs.update(change);
         Ok(())
