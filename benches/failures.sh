@@ -3,12 +3,14 @@
 # build can be compared with CACHELAB=...):
 #   1. kill -9 of the managed Redis under load: throughput and p50 before and after
 #   2. Postgres frozen by SIGSTOP: how long an uncached GET and /health take, and what they say
-#   3. kill -9 of the postmaster under load: how many log lines
+#   3. kill -9 of the postmaster, then load: how the requests fare, and how many log lines
 #   4. 1500 clients that send half a request head: still connected after the idle timeout?
 #   5. 20,000 idle connections: does a fresh request still get an answer, and how fast?
 # Usage: benches/failures.sh   (build first: cargo build --release; needs python3)
 set -uo pipefail
 BIN=${CACHELAB:-$(dirname "$0")/../target/release/cachelab}
+# The load always comes from this tree's build, so every BIN is measured alike.
+LOADER=$(dirname "$0")/../target/release/cachelab
 LOG=$(mktemp); OUT=$(mktemp)
 cleanup() { [ -n "${SERVE:-}" ] && kill -INT "$SERVE" 2>/dev/null; wait 2>/dev/null; rm -f "$LOG" "$OUT"; }
 trap cleanup EXIT
@@ -25,7 +27,7 @@ stop_serve() { kill -INT "$SERVE" 2>/dev/null; wait "$SERVE" 2>/dev/null; SERVE=
 child_pid() {  # the child of SERVE whose command is $1
   for p in $(pgrep -P "$SERVE"); do [ "$(cat /proc/$p/comm)" = "$1" ] && echo "$p"; done | head -1
 }
-load_json() { "$BIN" load "$URL/users/{id}" --ids 1..100 -c 20 "$@" --json; }
+load_json() { "$LOADER" load "$URL/users/{id}" --ids 1..100 -c 20 "$@" --json; }
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(d$1)"; }
 
 echo "== 1. kill -9 of Redis under load"
@@ -53,15 +55,14 @@ echo "   /health: $health in $(( (t1 - t0) / 1000000 )) ms"
 kill -CONT "$PG"; for p in $(pgrep -P "$PG"); do kill -CONT "$p"; done
 stop_serve
 
-echo "== 3. kill -9 of the postmaster under load"
+echo "== 3. kill -9 of the postmaster, then 3 s of load on uncached users"
 start_serve
-"$BIN" load "$URL/users/{id}" --ids 1..1000 -c 20 -z 4s > /dev/null &
-LOADER=$!
-sleep 0.5
 kill -9 "$(child_pid postgres)"
-wait "$LOADER"
+res=$("$LOADER" load "$URL/users/{id}" --ids 1..1000 -c 20 -z 3s --json)
+echo "   $(echo "$res" | field "['requests']") requests: status $(echo "$res" | field "['status']")"
 stop_serve
-echo "   log: $(wc -l < "$LOG") lines, $(wc -c < "$LOG") bytes"
+echo "   log: $(wc -l < "$LOG") lines, $(wc -c < "$LOG") bytes; first lines:"
+head -3 "$LOG" | sed 's/^/     /'
 
 echo "== 4. 1500 clients sending half a request head (idle timeout 10 s)"
 start_serve
@@ -91,10 +92,13 @@ echo "== 5. 20,000 idle connections, then one fresh request"
 start_serve
 python3 - "$URL" <<'PY'
 import socket, sys, time, resource
-resource.setrlimit(resource.RLIMIT_NOFILE, (30000, 30000))
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+count = min(20000, hard - 100)
+print(f"   opening {count} idle connections")
 host, port = sys.argv[1].split("//")[1].split(":")
 socks = []
-for _ in range(20000):
+for _ in range(count):
     s = socket.socket(); s.setblocking(False)
     try: s.connect((host, int(port)))
     except BlockingIOError: pass
