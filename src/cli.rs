@@ -71,11 +71,12 @@ pub struct StackArgs {
     /// Bound on each Redis call of the servers, in ms.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
     pub redis_timeout_ms: u64,
-    /// Open HTTP connections per server at most; more wait to be accepted.
+    /// Open HTTP connections per server at most; at the cap a newcomer makes the idlest
+    /// connection close, and waits only while every connection is answering a request.
     #[arg(long, default_value_t = HttpLimits::default().max_connections as u64, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
-    /// Close a connection that sends no request for this many seconds (also bounds a slow
-    /// request head).
+    /// Close a connection with no request under way for this many seconds (between
+    /// requests, or still sending its first request head).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_secs: u64,
 }
