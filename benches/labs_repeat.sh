@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # Reliability and wall time of the shipped labs: each lab N times in a row, then the whole
 # folder three times. Wall times include starting and tearing down the managed stack.
-# Usage: benches/labs_repeat.sh [times]
+# With KEEP=DIR, every run's --json report is kept as DIR/<lab>-<i>.json, to read the
+# spread of what the labs measured (the thresholds they check are picked from it).
+# Usage: [KEEP=DIR] benches/labs_repeat.sh [times] [labs...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${CACHELAB:-target/release/cachelab}
 TIMES=${1:-10}
-for lab in labs/*.rhai; do
+shift || true
+LABS=("$@")
+[ ${#LABS[@]} -eq 0 ] && LABS=(labs/*.rhai)
+[ -n "${KEEP:-}" ] && mkdir -p "$KEEP"
+for lab in "${LABS[@]}"; do
   pass=0; times=()
-  for _ in $(seq 1 "$TIMES"); do
+  for i in $(seq 1 "$TIMES"); do
+    json=()
+    [ -n "${KEEP:-}" ] && json=(--json "$KEEP/$(basename "$lab" .rhai)-$i.json")
     t0=$(date +%s%N)
-    if "$BIN" run "$lab" > /dev/null 2>&1; then pass=$((pass + 1)); fi
+    if "$BIN" run "$lab" "${json[@]}" > /dev/null 2>&1; then pass=$((pass + 1)); fi
     times+=("$(( ($(date +%s%N) - t0) / 1000000 ))")
   done
   echo "$lab: $pass/$TIMES passed; wall ms: ${times[*]}"
