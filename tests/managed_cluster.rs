@@ -1,7 +1,7 @@
 //! The managed Redis Cluster: N masters sharing all 16384 slots, served through the
 //! redis crate's cluster client, surviving the crash of one master, and leaving nothing
-//! running once dropped (even when its owner is SIGKILLed). Every test starts real
-//! `redis-server` nodes in a temp dir of its own.
+//! running once dropped (tests/cluster.rs SIGKILLs a `serve` that owns one). Every test
+//! starts real `redis-server` nodes in a temp dir of its own.
 
 mod common;
 
@@ -316,79 +316,4 @@ fn fewer_than_three_masters_is_refused_before_anything_starts() {
     }
     assert!(processes_mentioning(dir.path()).is_empty());
     assert!(common::entries(dir.path()).is_empty());
-}
-
-/// Where `owner_of_a_cluster_until_killed` starts its cluster; unset in a normal run.
-const OWNER_DIR: &str = "CACHELAB_TEST_CLUSTER_OWNER_DIR";
-
-/// Not a test on its own: the process `a_sigkilled_owner_takes_every_node_with_it` runs
-/// (this test binary again) to own a cluster and be SIGKILLed. A separate process, not a
-/// fork: children are spawned by a thread that a forked copy would not have.
-#[test]
-#[ignore = "run by a_sigkilled_owner_takes_every_node_with_it as its owner process"]
-fn owner_of_a_cluster_until_killed() {
-    let Some(dir) = std::env::var_os(OWNER_DIR) else {
-        return;
-    };
-    let cluster = ManagedCluster::start(std::path::Path::new(&dir), 3).expect("cluster starts");
-    println!("ready");
-    use std::io::Write;
-    std::io::stdout().flush().unwrap();
-    std::thread::sleep(Duration::from_secs(60));
-    drop(cluster);
-}
-
-#[test]
-fn a_sigkilled_owner_takes_every_node_with_it() {
-    let _turn = serial();
-    let dir = temp_dir();
-    let mut owner = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "owner_of_a_cluster_until_killed",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(OWNER_DIR, dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = owner.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line == "ready" {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let ready = rx.recv_timeout(Duration::from_secs(30)).is_ok();
-    if !ready {
-        let _ = owner.kill();
-    }
-    assert!(ready, "the owner process started its cluster");
-    assert_eq!(processes_mentioning(dir.path()).len(), 3);
-
-    owner.kill().unwrap(); // SIGKILL: no destructor, no atexit hook runs
-    owner.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = processes_mentioning(dir.path());
-        if left.is_empty() {
-            break;
-        }
-        if Instant::now() > deadline {
-            for pid in &left {
-                // SAFETY: ending the orphans this test made, so a failure leaves nothing.
-                unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
-            }
-            panic!("nodes outlived their SIGKILLed owner: {left:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -23,6 +23,9 @@ pub const USER_COLUMNS: &str = "id, name, email, to_json(updated_at) #>> '{}' AS
 /// How long a Postgres call may take unless `--db-timeout` says otherwise.
 pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How many connections a read tries when the ones it is handed turn out closed.
+const READ_ATTEMPTS: u32 = 3;
+
 /// A Postgres failure: the server is down, slow past the bound, or refused the statement.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -145,18 +148,32 @@ impl Store {
         client: Object,
         outcome: Result<Result<T, DbError>, tokio::time::error::Elapsed>,
     ) -> Result<T, DbError> {
-        let result = match outcome {
+        let result = self.bound(client, outcome);
+        self.record(&result);
+        result
+    }
+
+    /// `settle` without telling the outage log: for a call that may still be retried.
+    fn bound<T>(
+        &self,
+        client: Object,
+        outcome: Result<Result<T, DbError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, DbError> {
+        match outcome {
             Ok(result) => result,
             Err(_) => {
                 drop(Object::take(client));
                 Err(DbError::Timeout(self.timeout))
             }
-        };
-        match &result {
+        }
+    }
+
+    /// Tell the outage log how a call ended.
+    fn record<T>(&self, result: &Result<T, DbError>) {
+        match result {
             Ok(_) => self.outage.succeeded(),
             Err(e) => self.outage_failed(e),
         }
-        result
     }
 
     fn outage_failed(&self, e: &DbError) {
@@ -167,7 +184,28 @@ impl Store {
     /// Read one user. With `delay`, the query holds its connection that much longer and
     /// answers with the row as it was when the query began: a slow query. The delay is
     /// not part of the time bound (labs make queries slower than the bound on purpose).
+    ///
+    /// A pooled connection that Postgres (or a proxy in between) closed a moment ago can
+    /// still be handed out before its close is noticed; the read is then tried again on
+    /// another connection, a few times at most. Only reads are retried: they are safe to
+    /// repeat.
     pub async fn get_user(&self, id: i32, delay: Duration) -> Result<Option<User>, DbError> {
+        let mut attempts = 1;
+        loop {
+            let result = self.get_user_once(id, delay).await;
+            match &result {
+                Err(DbError::Query(e)) if e.is_closed() && attempts < READ_ATTEMPTS => {
+                    attempts += 1;
+                }
+                _ => {
+                    self.record(&result);
+                    return result;
+                }
+            }
+        }
+    }
+
+    async fn get_user_once(&self, id: i32, delay: Duration) -> Result<Option<User>, DbError> {
         let client = self.client().await?;
         let outcome = tokio::time::timeout(self.timeout, async {
             let stmt = client
@@ -179,7 +217,7 @@ impl Store {
         if !delay.is_zero() && matches!(outcome, Ok(Ok(_))) {
             tokio::time::sleep(delay).await;
         }
-        let row = self.settle(client, outcome)?;
+        let row = self.bound(client, outcome)?;
         Ok(row.as_ref().map(User::from_row))
     }
 
