@@ -87,7 +87,22 @@ impl LabDb {
         self.run(sql, params).await
     }
 
+    /// `run_statement`, with Postgres' errors told as Postgres words them (its message and
+    /// hint), not wrapped in the client's "db error: ERROR: ...".
     async fn run(
+        &mut self,
+        sql: &str,
+        params: &[serde_json::Value],
+    ) -> anyhow::Result<Vec<serde_json::Value>> {
+        self.run_statement(sql, params).await.map_err(|e| {
+            match e.downcast_ref::<tokio_postgres::Error>() {
+                Some(pg) => anyhow::anyhow!(super::query_message(pg)),
+                None => e,
+            }
+        })
+    }
+
+    async fn run_statement(
         &mut self,
         sql: &str,
         params: &[serde_json::Value],

@@ -39,7 +39,7 @@ pub enum DbError {
 
 /// What Postgres said, not just "db error": the server's message (and hint), or the
 /// client's error with its cause.
-fn query_message(e: &tokio_postgres::Error) -> String {
+pub(crate) fn query_message(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return match db.hint() {
             Some(hint) => format!("{} ({hint})", db.message()),
