@@ -8,16 +8,16 @@ use std::time::Instant;
 
 /// Tracks whether a dependency (Redis, Postgres) is in an outage, and logs the edges.
 pub struct OutageLog {
-    what: &'static str,
+    what: String,
     down: AtomicBool,
     failures: AtomicU64,
     since: Mutex<Option<Instant>>,
 }
 
 impl OutageLog {
-    pub fn new(what: &'static str) -> Self {
+    pub fn new(what: impl Into<String>) -> Self {
         Self {
-            what,
+            what: what.into(),
             down: AtomicBool::new(false),
             failures: AtomicU64::new(0),
             since: Mutex::new(None),

@@ -200,6 +200,8 @@ impl Services {
             }
         };
         let cache = Cache::new(conn);
+        // On a cluster: which master serves which slot, so one dead master is skipped alone.
+        cache.learn_slots().await;
         let mut redis_config = Vec::new();
         for master in masters {
             let config = read_redis_config(&mut direct, master.as_deref())

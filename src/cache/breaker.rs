@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use crate::outage::OutageLog;
 
-/// Consecutive unreachable-Redis failures that open the breaker of a single Redis. One: a
+/// Consecutive unreachable-Redis failures that open the breaker of one Redis node. One: a
 /// call that could not reach Redis at all means the next ones would each wait on a
 /// reconnect, and a breaker opened by a passing blip costs only Postgres reads until the
 /// next probe.
-pub const OPEN_AFTER_SINGLE: u32 = 1;
-/// On a cluster one breaker stands for every master: it opens only when calls keep
-/// failing in a row (every master unreachable), not when one dead master's keys fail
-/// between the other masters' successes — those are bounded by the client's timeout.
+pub const OPEN_AFTER_NODE: u32 = 1;
+/// A breaker standing for a whole cluster (before its slot map is known, or for a call
+/// with no key) opens only when calls keep failing in a row (every master unreachable),
+/// not when one dead master's keys fail between the other masters' successes.
 pub const OPEN_AFTER_CLUSTER: u32 = 3;
 /// How often the probe tries Redis while the breaker is open.
 pub const PROBE_EVERY: Duration = Duration::from_millis(200);
@@ -32,14 +32,15 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    /// A closed breaker that opens after `open_after` unreachable calls in a row.
-    pub fn new(open_after: u32) -> Self {
+    /// A closed breaker that opens after `open_after` unreachable calls in a row; its
+    /// outage is logged under `name` ("Redis", "Redis node 127.0.0.1:7001").
+    pub fn new(open_after: u32, name: impl Into<String>) -> Self {
         Self {
             open_after,
             open: AtomicBool::new(false),
             failures_in_a_row: AtomicU32::new(0),
             probing: AtomicBool::new(false),
-            outage: OutageLog::new("Redis"),
+            outage: OutageLog::new(name),
         }
     }
 

@@ -8,9 +8,11 @@
 //! error replies (OOM under noeviction) are logged once per burst, not per request.
 
 mod breaker;
+mod breakers;
 pub mod cluster;
 mod conn;
 pub mod keys;
+mod slots;
 
 pub use cluster::ClusterNode;
 pub use conn::{RedisConn, RedisTarget};
@@ -22,6 +24,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use breaker::Breaker;
+use breakers::{Breakers, Picked};
 
 /// A quiet spell this long ends a burst of Redis error replies.
 const BURST_GAP: Duration = Duration::from_secs(5);
@@ -54,7 +57,7 @@ pub struct Cache {
 }
 
 struct Shared {
-    breaker: Breaker,
+    breakers: Breakers,
     burst: Mutex<ErrorBurst>,
 }
 
@@ -95,84 +98,145 @@ static REPLACE_IF_SAME: LazyLock<redis::Script> = LazyLock::new(|| {
 impl Cache {
     /// A cache over `conn`.
     pub fn new(conn: RedisConn) -> Self {
-        let is_cluster = matches!(conn, RedisConn::Cluster(_));
+        let breakers = if conn.is_cluster() {
+            Breakers::cluster()
+        } else {
+            Breakers::single()
+        };
         Self {
             conn,
             shared: Arc::new(Shared {
-                breaker: Breaker::new(if is_cluster {
-                    breaker::OPEN_AFTER_CLUSTER
-                } else {
-                    breaker::OPEN_AFTER_SINGLE
-                }),
+                breakers,
                 burst: Default::default(),
             }),
         }
     }
 
-    /// Is Redis known to be down right now (breaker open)?
+    /// Is Redis, or one of a cluster's masters, known to be down right now (a breaker
+    /// open)?
     pub fn is_down(&self) -> bool {
-        self.shared.breaker.is_open()
+        self.shared
+            .breakers
+            .all()
+            .iter()
+            .any(|p| p.breaker.is_open())
     }
 
     /// If Redis was found down, ask it again now: the per-lab reset must not leave the
     /// next lab skipping a Redis that is back (its probe may be sleeping, or may have
-    /// failed under a fault the reset just healed).
+    /// failed under a fault the reset just healed). On a cluster the slot map is read
+    /// again too (a restarted node may serve other slots).
     pub async fn recheck(&self, bound: Duration) {
-        if !self.is_down() {
-            return;
-        }
-        if let Ok(Ok(())) = tokio::time::timeout(bound, self.ping()).await {
-            self.shared.breaker.close();
+        let _ = tokio::time::timeout(bound, async {
+            for picked in self.shared.breakers.all() {
+                if picked.breaker.is_open() && self.ping_node(&picked).await.is_ok() {
+                    picked.breaker.close();
+                }
+            }
+        })
+        .await;
+        if self.shared.breakers.claim_refresh() {
+            // Not under the bound: a read cut short would leave the refresh claimed.
+            let cache = self.clone();
+            tokio::spawn(async move { cache.learn_slots().await });
         }
     }
 
-    /// Run one call through the breaker.
-    async fn call<T, F, Fut>(&self, call: F) -> Result<T, CacheError>
+    /// Read which master serves which slot (a cluster; nothing to do on one Redis).
+    pub async fn learn_slots(&self) {
+        let mut conn = self.conn.clone();
+        match conn.cluster_nodes().await {
+            Ok(Some(nodes)) => self.shared.breakers.learned(&nodes),
+            _ => self.shared.breakers.not_learned(),
+        }
+    }
+
+    /// Run one call on `key` (`None`: a call with no key) through its breaker.
+    async fn call<T, F, Fut>(&self, key: Option<&[u8]>, call: F) -> Result<T, CacheError>
     where
         F: FnOnce(RedisConn) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        if !self.shared.breaker.allows() {
+        match &self.shared.breakers {
+            // The hot path of a single Redis: no slot, no clone of the breaker.
+            Breakers::Single(breaker) => self.call_through(breaker, None, call).await,
+            Breakers::Cluster(_) => {
+                if self.shared.breakers.should_learn() {
+                    let cache = self.clone();
+                    tokio::spawn(async move { cache.learn_slots().await });
+                }
+                let picked = self.shared.breakers.pick(key);
+                self.call_through(&picked.breaker, picked.node.as_deref(), call)
+                    .await
+            }
+        }
+    }
+
+    /// Run `call` unless `breaker` is open; tell the breaker how it went.
+    async fn call_through<T, F, Fut>(
+        &self,
+        breaker: &Arc<Breaker>,
+        node: Option<&str>,
+        call: F,
+    ) -> Result<T, CacheError>
+    where
+        F: FnOnce(RedisConn) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        if !breaker.allows() {
             return Err(CacheError::Skipped);
         }
         match call(self.conn.clone()).await {
             Ok(v) => {
-                self.shared.breaker.succeeded();
+                breaker.succeeded();
                 Ok(v)
             }
             Err(e) => {
                 if breaker::is_unreachable(&e) {
-                    if self.shared.breaker.unreachable(&e) {
-                        self.start_probe();
+                    if breaker.unreachable(&e) {
+                        self.start_probe(Picked {
+                            breaker: breaker.clone(),
+                            node: node.map(str::to_string),
+                        });
                     }
                 } else {
-                    self.shared.breaker.succeeded();
+                    breaker.succeeded();
                 }
                 Err(CacheError::Redis(e))
             }
         }
     }
 
-    /// PING Redis in the background until it answers, then close the breaker.
-    fn start_probe(&self) {
-        let mut conn = self.conn.clone();
-        let shared = self.shared.clone();
+    /// PING the node behind an open breaker in the background until it answers, then
+    /// close the breaker (and, on a cluster, read the slot map again).
+    fn start_probe(&self, picked: Picked) {
+        let cache = self.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(breaker::PROBE_EVERY).await;
-                let ping = redis::cmd("PING");
-                let answer = ping.query_async::<String>(&mut conn);
+                let answer = cache.ping_node(&picked);
                 if let Ok(Ok(_)) = tokio::time::timeout(breaker::PROBE_EVERY, answer).await {
-                    shared.breaker.close();
+                    picked.breaker.close();
+                    if cache.shared.breakers.claim_refresh() {
+                        cache.learn_slots().await;
+                    }
                     return;
                 }
             }
         });
     }
 
+    /// PING the node a breaker stands for, or whatever the connection reaches.
+    async fn ping_node(&self, picked: &Picked) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        conn.on_node::<String>(picked.node.as_deref(), &redis::cmd("PING"))
+            .await
+            .map(drop)
+    }
+
     /// The cached bytes of `key`, if any.
     pub async fn get(&self, key: &str) -> Result<Option<Bytes>, CacheError> {
-        self.call(|mut c| async move {
+        self.call(Some(key.as_bytes()), |mut c| async move {
             let v: Option<Vec<u8>> = c.get(key).await?;
             Ok(v.map(Bytes::from))
         })
@@ -181,7 +245,7 @@ impl Cache {
 
     /// The cached bytes of `key` and its remaining TTL, in one round trip.
     pub async fn get_with_ttl(&self, key: &str) -> Result<Option<Entry>, CacheError> {
-        self.call(|mut c| async move {
+        self.call(Some(key.as_bytes()), |mut c| async move {
             let (value, pttl): (Option<Vec<u8>>, i64) =
                 redis::pipe().get(key).pttl(key).query_async(&mut c).await?;
             Ok(value.map(|v| Entry {
@@ -202,7 +266,7 @@ impl Cache {
         only_if_absent: bool,
     ) -> Result<bool, CacheError> {
         let ms = (ttl.as_millis() as u64).max(1);
-        self.call(|mut c| async move {
+        self.call(Some(key.as_bytes()), |mut c| async move {
             let mut cmd = redis::cmd("SET");
             cmd.arg(key).arg(value).arg("PX").arg(ms);
             if only_if_absent {
@@ -216,7 +280,8 @@ impl Cache {
 
     /// DEL `keys` (on a cluster they must share a slot).
     pub async fn del(&self, keys: &[&str]) -> Result<(), CacheError> {
-        self.call(|mut c| async move { c.del::<_, ()>(keys).await })
+        let first = keys.first().map(|k| k.as_bytes());
+        self.call(first, |mut c| async move { c.del::<_, ()>(keys).await })
             .await
     }
 
@@ -227,7 +292,7 @@ impl Cache {
         token: &str,
         ttl: Duration,
     ) -> Result<bool, CacheError> {
-        self.call(|mut c| async move {
+        self.call(Some(key.as_bytes()), |mut c| async move {
             let reply: Option<String> = redis::cmd("SET")
                 .arg(key)
                 .arg(token)
@@ -244,7 +309,7 @@ impl Cache {
     /// Release the lock `key` if it still holds `token` (an expired lock someone else took
     /// since is left alone).
     pub async fn unlock(&self, key: &str, token: &str) -> Result<(), CacheError> {
-        self.call(|mut c| async move {
+        self.call(Some(key.as_bytes()), |mut c| async move {
             LOCK_RELEASE
                 .key(key)
                 .arg(token)
@@ -295,7 +360,8 @@ impl Cache {
         args: &[&[u8]],
         ttl: Duration,
     ) -> Result<bool, CacheError> {
-        self.call(|mut c| async move {
+        let first = keys.first().map(|k| k.as_bytes());
+        self.call(first, |mut c| async move {
             let mut invocation = script.prepare_invoke();
             for key in keys {
                 invocation.key(*key);
@@ -312,7 +378,7 @@ impl Cache {
 
     /// Queue a write-behind entry for `id`; true when it replaced a queued entry.
     pub async fn wb_enqueue(&self, id: i32, entry: &[u8]) -> Result<bool, CacheError> {
-        self.call(|mut c| async move {
+        self.call(Some(keys::WB_QUEUE.as_bytes()), |mut c| async move {
             let added: i64 = c.hset(keys::WB_QUEUE, id, entry).await?;
             Ok(added == 0)
         })
@@ -322,7 +388,7 @@ impl Cache {
     /// The newest queued write-behind entry for `id` (the queue, else the batch being
     /// flushed), in one round trip.
     pub async fn wb_pending(&self, id: i32) -> Result<Option<Bytes>, CacheError> {
-        self.call(|mut c| async move {
+        self.call(Some(keys::WB_QUEUE.as_bytes()), |mut c| async move {
             let (queued, flushing): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
                 .hget(keys::WB_QUEUE, id)
                 .hget(keys::WB_FLUSHING, id)
@@ -339,7 +405,7 @@ impl Cache {
     /// writes start a fresh queue. No script: this runs every flush interval, and Lua's
     /// memory counts against a small maxmemory.
     pub async fn wb_take_batch(&self) -> Result<Vec<(i32, Bytes)>, CacheError> {
-        self.call(|mut c| async move {
+        self.call(Some(keys::WB_QUEUE.as_bytes()), |mut c| async move {
             let (queued, leftover): (bool, bool) = redis::pipe()
                 .exists(keys::WB_QUEUE)
                 .exists(keys::WB_FLUSHING)
@@ -362,13 +428,15 @@ impl Cache {
 
     /// The batch has reached Postgres: forget it.
     pub async fn wb_batch_done(&self) -> Result<(), CacheError> {
-        self.call(|mut c| async move { c.del::<_, ()>(keys::WB_FLUSHING).await })
-            .await
+        self.call(Some(keys::WB_FLUSHING.as_bytes()), |mut c| async move {
+            c.del::<_, ()>(keys::WB_FLUSHING).await
+        })
+        .await
     }
 
     /// How many writes wait in write-behind's queue and batch.
     pub async fn wb_queued(&self) -> Result<u64, CacheError> {
-        self.call(|mut c| async move {
+        self.call(Some(keys::WB_QUEUE.as_bytes()), |mut c| async move {
             let (a, b): (u64, u64) = redis::pipe()
                 .hlen(keys::WB_QUEUE)
                 .hlen(keys::WB_FLUSHING)
@@ -382,7 +450,7 @@ impl Cache {
     /// Every key matching a glob `pattern` on every master, sorted and without duplicates
     /// (SCAN, so a large keyspace does not block Redis the way KEYS would).
     pub async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>, CacheError> {
-        self.call(|mut c| async move { c.scan_keys(pattern).await })
+        self.call(None, |mut c| async move { c.scan_keys(pattern).await })
             .await
     }
 
