@@ -11,7 +11,7 @@ use cachelab::cache::RedisTarget;
 use cachelab::lab::{self, Limits, Reach};
 use cachelab::services::{Services, SharedStack};
 use cachelab::stack::{Stack, StackOptions};
-use common::{get, send, Serve};
+use common::{eventually, get, send, Serve};
 use hyper::Method;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,25 +74,6 @@ async fn one_user_per_node(stack: &SharedStack) -> Vec<i32> {
         }
     }
     unreachable!()
-}
-
-/// Poll `probe` every 50 ms until it is true or `within` has passed; returns whether it
-/// became true.
-async fn eventually<F, Fut>(within: Duration, mut probe: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if probe().await {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[test]

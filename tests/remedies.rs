@@ -13,7 +13,8 @@ use cachelab::knobs::Protection;
 use cachelab::services::{ServerOptions, Services};
 use cachelab::stack::proxy::Fault;
 use common::{
-    get, info, private_tmpdir, redis_at, send, serial, shared_stack, start_services, Answer, Serve,
+    eventually, get, info, private_tmpdir, redis_at, send, serial, shared_stack, start_services,
+    Answer, Serve,
 };
 use hyper::Method;
 use std::collections::BTreeMap;
@@ -136,24 +137,6 @@ async fn db_name(db: &tokio_postgres::Client, id: i32) -> Option<String> {
 
 async fn redis<T: redis::FromRedisValue>(services: &Services, args: &[&str]) -> T {
     redis_at(&services.stack.redis_url, args).await
-}
-
-/// Poll `check` every 20 ms until it holds or `bound` passes; whether it held.
-async fn eventually<F, Fut>(bound: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + bound;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

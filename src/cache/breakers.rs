@@ -17,7 +17,8 @@ use super::slots::{key_slot, SLOTS};
 #[derive(Clone)]
 pub struct Picked {
     pub breaker: Arc<Breaker>,
-    pub node: Option<String>,
+    /// Shared, not copied: a call picks its breaker on every request.
+    pub node: Option<Arc<str>>,
 }
 
 /// The breakers of one Redis or one cluster.
@@ -117,7 +118,7 @@ impl Breakers {
                 .and_then(|m| {
                     m.nodes
                         .iter()
-                        .find(|p| p.node.as_deref() == Some(&node.addr))
+                        .find(|p| p.node.as_deref() == Some(node.addr.as_str()))
                 })
                 .map(|p| p.breaker.clone())
                 .unwrap_or_else(|| {
@@ -136,7 +137,7 @@ impl Breakers {
             }
             picked.push(Picked {
                 breaker,
-                node: Some(node.addr.clone()),
+                node: Some(Arc::from(node.addr.as_str())),
             });
         }
         c.map.store(Some(Arc::new(SlotOwners {

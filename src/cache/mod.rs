@@ -161,11 +161,12 @@ impl Cache {
             // The hot path of a single Redis: no slot, no clone of the breaker.
             Breakers::Single(breaker) => self.call_through(breaker, None, call).await,
             Breakers::Cluster(_) => {
-                if self.shared.breakers.should_learn() {
+                let picked = self.shared.breakers.pick(key);
+                // No master found for the key: the slot map may not be known yet.
+                if picked.node.is_none() && self.shared.breakers.should_learn() {
                     let cache = self.clone();
                     tokio::spawn(async move { cache.learn_slots().await });
                 }
-                let picked = self.shared.breakers.pick(key);
                 self.call_through(&picked.breaker, picked.node.as_deref(), call)
                     .await
             }
@@ -196,7 +197,7 @@ impl Cache {
                     if breaker.unreachable(&e) {
                         self.start_probe(Picked {
                             breaker: breaker.clone(),
-                            node: node.map(str::to_string),
+                            node: node.map(Arc::from),
                         });
                     }
                 } else {

@@ -192,33 +192,29 @@ impl Store {
     pub async fn get_user(&self, id: i32, delay: Duration) -> Result<Option<User>, DbError> {
         let mut attempts = 1;
         loop {
-            let result = self.get_user_once(id, delay).await;
+            // A connection the pool cannot give is logged by `client` itself.
+            let client = self.client().await?;
+            let outcome = tokio::time::timeout(self.timeout, async {
+                let stmt = client
+                    .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
+                    .await?;
+                Ok(client.query_opt(&stmt, &[&id]).await?)
+            })
+            .await;
+            if !delay.is_zero() && matches!(outcome, Ok(Ok(_))) {
+                tokio::time::sleep(delay).await;
+            }
+            let result = self.bound(client, outcome);
             match &result {
                 Err(DbError::Query(e)) if e.is_closed() && attempts < READ_ATTEMPTS => {
                     attempts += 1;
                 }
                 _ => {
                     self.record(&result);
-                    return result;
+                    return result.map(|row| row.as_ref().map(User::from_row));
                 }
             }
         }
-    }
-
-    async fn get_user_once(&self, id: i32, delay: Duration) -> Result<Option<User>, DbError> {
-        let client = self.client().await?;
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let stmt = client
-                .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"))
-                .await?;
-            Ok(client.query_opt(&stmt, &[&id]).await?)
-        })
-        .await;
-        if !delay.is_zero() && matches!(outcome, Ok(Ok(_))) {
-            tokio::time::sleep(delay).await;
-        }
-        let row = self.bound(client, outcome)?;
-        Ok(row.as_ref().map(User::from_row))
     }
 
     /// Change the given fields; `None` when there is no such user.

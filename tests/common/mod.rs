@@ -80,6 +80,24 @@ impl Answer {
 }
 
 /// Send one request (no keep-alive pool: each call is its own connection).
+/// Poll `check` every 20 ms until it holds or `bound` passes; whether it held.
+pub async fn eventually<F, Fut>(bound: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + bound;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn send(method: Method, url: &str, body: &str) -> Answer {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http();
