@@ -44,7 +44,8 @@ counters! {
     Coalesced => "coalesced", "reads answered by another request's Postgres read (X-Cache COALESCED)";
     DbReads => "db_reads", "Postgres reads of a user, in the request or in the background";
     DbWrites => "db_writes", "rows written to Postgres (PUT, POST, DELETE, write-behind flushes)";
-    DbErrors => "db_errors", "Postgres calls that failed or timed out";
+    DbErrors => "db_errors", "requests that failed because Postgres was unavailable (refused, reset, timed out, no pooled connection): answered 503";
+    DbRejected => "db_rejected", "requests Postgres answered with an error (a constraint, a permission, bad data): 409 for a unique violation, else 500";
     CacheSets => "cache_sets", "values written to Redis";
     CacheDels => "cache_dels", "keys deleted from Redis by writes";
     CacheErrors => "cache_errors", "Redis calls that failed (the request went on without the cache)";
@@ -58,6 +59,7 @@ counters! {
     WbCoalesced => "wb_coalesced", "write-behind writes that replaced a queued write to the same user";
     WbFlushed => "wb_flushed", "write-behind queued writes applied to Postgres";
     WbBatches => "wb_batches", "write-behind flush transactions";
+    WbRejected => "wb_rejected", "write-behind queued writes Postgres refused or that could not be read, moved to {wb}:rejected (and wrong-typed queue keys moved aside)";
 }
 
 /// Upper bounds (seconds) of the Prometheus latency buckets.

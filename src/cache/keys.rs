@@ -18,11 +18,7 @@ pub fn lease_key(id: i32) -> String {
     format!("lease:{{user:{id}}}")
 }
 
-/// Write-behind's queue of writes not yet in Postgres: a hash, user id → queued write.
-pub const WB_QUEUE: &str = "{wb}:queue";
-/// The batch write-behind's flusher is applying right now (renamed from the queue).
-pub const WB_FLUSHING: &str = "{wb}:flushing";
-
-/// Glob patterns of every key cachelab itself writes (the partial reset of an external
+/// Glob patterns of every key cachelab itself writes (write-behind's are `{wb}:*`, see
+/// `wb_queue`) (the partial reset of an external
 /// Redis deletes exactly these).
 pub const OWN_KEY_PATTERNS: [&str; 4] = ["user:*", "lock:{user:*", "lease:{user:*", "{wb}:*"];

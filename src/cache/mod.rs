@@ -3,6 +3,8 @@
 //! node, or routed by key over a Redis Cluster: keys a script or pipeline uses together
 //! share a hash slot, see `keys`).
 //!
+//! Write-behind's queue has a module of its own (`wb_queue`).
+//!
 //! Redis trouble is never fatal to a read: callers count it and fall back to Postgres.
 //! An unreachable Redis opens a breaker (see `breaker`) so requests stop waiting on it;
 //! error replies (OOM under noeviction) are logged once per burst, not per request.
@@ -13,6 +15,7 @@ pub mod cluster;
 mod conn;
 pub mod keys;
 mod slots;
+pub mod wb_queue;
 
 pub use cluster::ClusterNode;
 pub use conn::{RedisConn, RedisTarget};
@@ -86,6 +89,25 @@ static LEASE_FILL: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
+/// Cache a row only if it is newer than the one cached: KEYS[1] the key; ARGV the value,
+/// its stamp (`updated_at`, or a tombstone's `deleted_at`: ISO 8601 text, which compares
+/// in time order as text) and the TTL in ms. A missing, unreadable or unstamped value is
+/// overwritten.
+static SET_IF_NEWER: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        "local cur = redis.call('GET', KEYS[1]) \
+         if cur then \
+           local ok, v = pcall(cjson.decode, cur) \
+           if ok and type(v) == 'table' then \
+             local stamp = v.updated_at or v.deleted_at \
+             if type(stamp) == 'string' and stamp >= ARGV[2] then return 0 end \
+           end \
+         end \
+         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) \
+         return 1",
+    )
+});
+
 /// Replace a value only if it is still exactly the one a refresh started from.
 static REPLACE_IF_SAME: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
@@ -110,6 +132,11 @@ impl Cache {
                 burst: Default::default(),
             }),
         }
+    }
+
+    /// Is this a Redis Cluster (where keys of different slots cannot share a script)?
+    pub fn is_cluster(&self) -> bool {
+        self.conn.is_cluster()
     }
 
     /// Is Redis, or one of a cluster's masters, known to be down right now (a breaker
@@ -340,6 +367,19 @@ impl Cache {
         .await
     }
 
+    /// SET `key` to `value` unless the cached value carries a stamp at least as new as
+    /// `stamp`; returns whether it wrote.
+    pub async fn set_if_newer(
+        &self,
+        key: &str,
+        value: &[u8],
+        stamp: &str,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        self.set_by_script(&SET_IF_NEWER, &[key], &[value, stamp.as_bytes()], ttl)
+            .await
+    }
+
     /// SET `key` to `value` only if it still holds exactly `old`; returns whether it did.
     pub async fn replace(
         &self,
@@ -373,77 +413,6 @@ impl Cache {
             invocation.arg((ttl.as_millis() as u64).max(1));
             let done: i64 = invocation.invoke_async(&mut c).await?;
             Ok(done == 1)
-        })
-        .await
-    }
-
-    /// Queue a write-behind entry for `id`; true when it replaced a queued entry.
-    pub async fn wb_enqueue(&self, id: i32, entry: &[u8]) -> Result<bool, CacheError> {
-        self.call(Some(keys::WB_QUEUE.as_bytes()), |mut c| async move {
-            let added: i64 = c.hset(keys::WB_QUEUE, id, entry).await?;
-            Ok(added == 0)
-        })
-        .await
-    }
-
-    /// The newest queued write-behind entry for `id` (the queue, else the batch being
-    /// flushed), in one round trip.
-    pub async fn wb_pending(&self, id: i32) -> Result<Option<Bytes>, CacheError> {
-        self.call(Some(keys::WB_QUEUE.as_bytes()), |mut c| async move {
-            let (queued, flushing): (Option<Vec<u8>>, Option<Vec<u8>>) = redis::pipe()
-                .hget(keys::WB_QUEUE, id)
-                .hget(keys::WB_FLUSHING, id)
-                .query_async(&mut c)
-                .await?;
-            Ok(queued.or(flushing).map(Bytes::from))
-        })
-        .await
-    }
-
-    /// Write-behind's next batch as (id, entry) pairs; empty when nothing is queued. The
-    /// batch left over from a failed flush comes first; otherwise the whole queue is
-    /// renamed into the batch (RENAMENX: atomic, and never over a leftover batch), so new
-    /// writes start a fresh queue. No script: this runs every flush interval, and Lua's
-    /// memory counts against a small maxmemory.
-    pub async fn wb_take_batch(&self) -> Result<Vec<(i32, Bytes)>, CacheError> {
-        self.call(Some(keys::WB_QUEUE.as_bytes()), |mut c| async move {
-            let (queued, leftover): (bool, bool) = redis::pipe()
-                .exists(keys::WB_QUEUE)
-                .exists(keys::WB_FLUSHING)
-                .query_async(&mut c)
-                .await?;
-            if !queued && !leftover {
-                return Ok(Vec::new());
-            }
-            if !leftover {
-                let _: bool = c.rename_nx(keys::WB_QUEUE, keys::WB_FLUSHING).await?;
-            }
-            let pairs: Vec<(String, Vec<u8>)> = c.hgetall(keys::WB_FLUSHING).await?;
-            Ok(pairs
-                .into_iter()
-                .filter_map(|(id, entry)| Some((id.parse().ok()?, Bytes::from(entry))))
-                .collect())
-        })
-        .await
-    }
-
-    /// The batch has reached Postgres: forget it.
-    pub async fn wb_batch_done(&self) -> Result<(), CacheError> {
-        self.call(Some(keys::WB_FLUSHING.as_bytes()), |mut c| async move {
-            c.del::<_, ()>(keys::WB_FLUSHING).await
-        })
-        .await
-    }
-
-    /// How many writes wait in write-behind's queue and batch.
-    pub async fn wb_queued(&self) -> Result<u64, CacheError> {
-        self.call(Some(keys::WB_QUEUE.as_bytes()), |mut c| async move {
-            let (a, b): (u64, u64) = redis::pipe()
-                .hlen(keys::WB_QUEUE)
-                .hlen(keys::WB_FLUSHING)
-                .query_async(&mut c)
-                .await?;
-            Ok(a + b)
         })
         .await
     }

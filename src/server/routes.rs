@@ -38,17 +38,17 @@ pub async fn handle<S: Strategy>(strategy: S, b: &Arc<Backend>, req: Request<Inc
             reply
         }
         Err(Refusal::Failed(e)) => {
-            if e.status() == 500 {
+            if let Some(counter) = e.counter() {
+                b.counters.record(counter);
+            }
+            if let StrategyError::Internal(_) = e {
                 tracing::error!(strategy = S::NAME, "internal error: {e}");
-            } else {
-                b.counters.record(crate::counters::Counter::DbErrors);
             }
             let status =
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-                format!("internal error: {e}")
-            } else {
-                e.to_string()
+            let message = match e {
+                StrategyError::Internal(_) => format!("internal error: {e}"),
+                _ => e.to_string(),
             };
             error(status, &message)
         }

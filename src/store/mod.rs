@@ -5,13 +5,22 @@
 //! is bounded: the pool wait, the connection and the statement each time out (2 s by
 //! default), and a connection that timed out is thrown away rather than reused, so a
 //! frozen Postgres costs a request at most the bound, never the length of the freeze.
-//! Failures are `DbError`s, which the HTTP layer turns into 503 naming Postgres.
+//! Failures are `DbError`s in two classes (see `error`): an unavailable Postgres is an
+//! outage (logged once, 503), a statement Postgres refused is not.
 
 pub mod admin;
+mod batch;
+mod error;
 pub mod lab;
+
+pub use batch::{BatchOutcome, BatchWrite};
+pub(crate) use error::query_message;
+pub use error::{DbClass, DbError};
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,32 +34,6 @@ pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How many connections a read tries when the ones it is handed turn out closed.
 const READ_ATTEMPTS: u32 = 3;
-
-/// A Postgres failure: the server is down, slow past the bound, or refused the statement.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    #[error("no answer within {0:?}")]
-    Timeout(Duration),
-    #[error("{0}")]
-    Pool(#[from] deadpool_postgres::PoolError),
-    #[error("{}", query_message(.0))]
-    Query(#[from] tokio_postgres::Error),
-}
-
-/// What Postgres said, not just "db error": the server's message (and hint), or the
-/// client's error with its cause.
-pub(crate) fn query_message(e: &tokio_postgres::Error) -> String {
-    if let Some(db) = e.as_db_error() {
-        return match db.hint() {
-            Some(hint) => format!("{} ({hint})", db.message()),
-            None => db.message().to_string(),
-        };
-    }
-    match std::error::Error::source(e) {
-        Some(cause) => format!("{e}: {cause}"),
-        None => e.to_string(),
-    }
-}
 
 /// A row of the `users` table.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
@@ -72,13 +55,8 @@ impl User {
     }
 }
 
-/// A write that write-behind's flusher applies in a batch.
-#[derive(Debug, Clone)]
-pub enum BatchWrite {
-    /// Insert or replace the whole row.
-    Upsert(User),
-    Delete(i32),
-}
+/// One bounded call's work on a pooled connection.
+type Call<'c, T> = Pin<Box<dyn Future<Output = Result<T, DbError>> + Send + 'c>>;
 
 /// A pooled handle on the users table; cheap to clone.
 #[derive(Clone)]
@@ -136,24 +114,27 @@ impl Store {
             Err(_) => Err(DbError::Timeout(self.timeout)),
         };
         if let Err(e) = &got {
-            self.outage_failed(e);
+            self.record_failure(e);
         }
         got
     }
 
-    /// The result of a bounded call on `client`. A connection whose call timed out may be
-    /// stuck behind a frozen server: it is detached from the pool, not reused.
-    fn settle<T>(
+    /// Run `work` on a pooled connection within the time bound, and tell the outage log
+    /// how it went: the one shape of every call but the retried read. The work owns what
+    /// it sends (it may outlive no borrow of the caller's).
+    async fn call<T>(
         &self,
-        client: Object,
-        outcome: Result<Result<T, DbError>, tokio::time::error::Elapsed>,
+        work: impl for<'c> FnOnce(&'c mut Object) -> Call<'c, T>,
     ) -> Result<T, DbError> {
+        let mut client = self.client().await?;
+        let outcome = tokio::time::timeout(self.timeout, work(&mut client)).await;
         let result = self.bound(client, outcome);
         self.record(&result);
         result
     }
 
-    /// `settle` without telling the outage log: for a call that may still be retried.
+    /// The result of a bounded call on `client`. A connection whose call timed out may be
+    /// stuck behind a frozen server: it is detached from the pool, not reused.
     fn bound<T>(
         &self,
         client: Object,
@@ -168,17 +149,22 @@ impl Store {
         }
     }
 
-    /// Tell the outage log how a call ended.
+    /// Tell the outage log how a call ended: a statement Postgres refused means Postgres
+    /// is there.
     fn record<T>(&self, result: &Result<T, DbError>) {
         match result {
+            Err(e) => self.record_failure(e),
             Ok(_) => self.outage.succeeded(),
-            Err(e) => self.outage_failed(e),
         }
     }
 
-    fn outage_failed(&self, e: &DbError) {
-        self.outage
-            .failed(e, "reads of uncached users answer 503 until it is back");
+    fn record_failure(&self, e: &DbError) {
+        if e.is_unavailable() {
+            self.outage
+                .failed(e, "reads of uncached users answer 503 until it is back");
+        } else {
+            self.outage.succeeded();
+        }
     }
 
     /// Read one user. With `delay`, the query holds its connection that much longer and
@@ -224,112 +210,80 @@ impl Store {
         name: Option<&str>,
         email: Option<&str>,
     ) -> Result<Option<User>, DbError> {
-        let client = self.client().await?;
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let stmt = client
-                .prepare_cached(&format!(
-                    "UPDATE users SET name = COALESCE($2, name), email = COALESCE($3, email), \
-                     updated_at = NOW() WHERE id = $1 RETURNING {USER_COLUMNS}"
-                ))
-                .await?;
-            let row = client.query_opt(&stmt, &[&id, &name, &email]).await?;
-            Ok(row.as_ref().map(User::from_row))
+        let sql = format!(
+            "UPDATE users SET name = COALESCE($2, name), email = COALESCE($3, email), \
+             updated_at = NOW() WHERE id = $1 RETURNING {USER_COLUMNS}"
+        );
+        let (name, email) = (name.map(str::to_owned), email.map(str::to_owned));
+        self.call(|client| {
+            Box::pin(async move {
+                let stmt = client.prepare_cached(&sql).await?;
+                let row = client.query_opt(&stmt, &[&id, &name, &email]).await?;
+                Ok(row.as_ref().map(User::from_row))
+            })
         })
-        .await;
-        self.settle(client, outcome)
+        .await
     }
 
-    /// Insert a user with the next id.
+    /// Insert a user with the next id. An id taken behind the sequence's back (a row
+    /// inserted with an explicit id) is a unique violation: a conflict, nothing
+    /// overwritten.
     pub async fn insert_user(&self, name: &str, email: &str) -> Result<User, DbError> {
-        let client = self.client().await?;
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let stmt = client
-                .prepare_cached(&format!(
-                    "INSERT INTO users (name, email) VALUES ($1, $2) RETURNING {USER_COLUMNS}"
-                ))
-                .await?;
-            let row = client.query_one(&stmt, &[&name, &email]).await?;
-            Ok(User::from_row(&row))
+        let sql =
+            format!("INSERT INTO users (name, email) VALUES ($1, $2) RETURNING {USER_COLUMNS}");
+        let (name, email) = (name.to_owned(), email.to_owned());
+        self.call(|client| {
+            Box::pin(async move {
+                let stmt = client.prepare_cached(&sql).await?;
+                let row = client.query_one(&stmt, &[&name, &email]).await?;
+                Ok(User::from_row(&row))
+            })
         })
-        .await;
-        self.settle(client, outcome)
+        .await
     }
 
-    /// Take the next id from the users sequence without inserting (write-behind's POST).
-    pub async fn next_user_id(&self) -> Result<i32, DbError> {
-        let client = self.client().await?;
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let row = client
-                .query_one(
-                    "SELECT nextval(pg_get_serial_sequence('users', 'id'))::int4",
-                    &[],
-                )
-                .await?;
-            Ok(row.get(0))
+    /// Take the next id from the users sequence without inserting (write-behind's POST):
+    /// `Err(id)` when a row already holds that id (inserted with an explicit id), so the
+    /// caller can refuse rather than overwrite it.
+    pub async fn reserve_user_id(&self) -> Result<Result<i32, i32>, DbError> {
+        self.call(|client| {
+            Box::pin(async move {
+                let row = client
+                    .query_one(
+                        "SELECT s.id, EXISTS (SELECT 1 FROM users u WHERE u.id = s.id) \
+                         FROM (SELECT nextval(pg_get_serial_sequence('users', 'id'))::int4 AS id) s",
+                        &[],
+                    )
+                    .await?;
+                let (id, taken): (i32, bool) = (row.get(0), row.get(1));
+                Ok(if taken { Err(id) } else { Ok(id) })
+            })
         })
-        .await;
-        self.settle(client, outcome)
+        .await
     }
 
     /// Delete a user; `false` when there was none.
     pub async fn delete_user(&self, id: i32) -> Result<bool, DbError> {
-        let client = self.client().await?;
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let stmt = client
-                .prepare_cached("DELETE FROM users WHERE id = $1")
-                .await?;
-            Ok(client.execute(&stmt, &[&id]).await? > 0)
-        })
-        .await;
-        self.settle(client, outcome)
-    }
-
-    /// Apply a batch of writes in one transaction (write-behind's flush): deletes, then
-    /// upserts of whole rows.
-    pub async fn apply_batch(&self, writes: &[BatchWrite]) -> Result<(), DbError> {
-        let mut upserts = Vec::new();
-        let mut deletes = Vec::new();
-        for w in writes {
-            match w {
-                BatchWrite::Upsert(u) => upserts.push(u),
-                BatchWrite::Delete(id) => deletes.push(*id),
-            }
-        }
-        let rows = serde_json::to_value(&upserts).unwrap_or_default();
-        let mut client = self.client().await?;
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let tx = client.transaction().await?;
-            if !deletes.is_empty() {
-                tx.execute("DELETE FROM users WHERE id = ANY($1)", &[&deletes])
+        self.call(|client| {
+            Box::pin(async move {
+                let stmt = client
+                    .prepare_cached("DELETE FROM users WHERE id = $1")
                     .await?;
-            }
-            if !upserts.is_empty() {
-                tx.execute(
-                    "INSERT INTO users (id, name, email, updated_at) \
-                     SELECT id, name, email, updated_at \
-                     FROM json_populate_recordset(NULL::users, $1::json) \
-                     ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, \
-                     email = EXCLUDED.email, updated_at = EXCLUDED.updated_at",
-                    &[&rows],
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(())
+                Ok(client.execute(&stmt, &[&id]).await? > 0)
+            })
         })
-        .await;
-        self.settle(client, outcome)
+        .await
     }
 
     /// Does the database answer, and does it have the users table?
     pub async fn ping(&self) -> Result<(), DbError> {
-        let client = self.client().await?;
-        let outcome = tokio::time::timeout(self.timeout, async {
-            client.simple_query("SELECT 1 FROM users LIMIT 1").await?;
-            Ok(())
+        self.call(|client| {
+            Box::pin(async move {
+                client.simple_query("SELECT 1 FROM users LIMIT 1").await?;
+                Ok(())
+            })
         })
-        .await;
-        self.settle(client, outcome)
+        .await
     }
 
     /// Close every idle pooled connection: the next calls open fresh sessions (the

@@ -12,6 +12,7 @@ use super::{to_json, Backend, Strategy, StrategyError};
 use crate::cache::keys::lease_key;
 use crate::cache::user_key;
 use crate::counters::Counter;
+use crate::knobs::Settings;
 
 /// How a fill may write the cache.
 #[derive(Debug, Clone)]
@@ -28,20 +29,22 @@ pub enum Fill {
 
 /// Cache user `id`'s JSON `body` as `fill` allows, counting what happened.
 pub async fn cache_row(b: &Backend, id: i32, body: &[u8], fill: Fill) {
-    let k = b.knobs.get();
-    let padding = k.padding;
-    let value: std::borrow::Cow<[u8]> = if padding == 0 {
-        body.into()
-    } else {
-        // Trailing JSON whitespace: the cached value stays valid JSON.
-        let mut padded = Vec::with_capacity(body.len() + padding);
-        padded.extend_from_slice(body);
-        padded.resize(body.len() + padding, b' ');
-        padded.into()
-    };
-    let ttl =
-        jitter::apply(Duration::from_secs(k.ttl_secs), k.ttl_jitter_percent) + swr_extension(&k);
+    let (value, ttl) = cached_row(&b.knobs.get(), body);
     put(b, id, &value, ttl, fill, Counter::CacheSets).await;
+}
+
+/// The bytes a row is cached as and for how long: padding (trailing JSON whitespace, so
+/// the value stays valid JSON), TTL jitter, and swr's stale window.
+pub fn cached_row(k: &Settings, body: &[u8]) -> (Vec<u8>, Duration) {
+    let mut value = Vec::with_capacity(body.len() + k.padding);
+    value.extend_from_slice(body);
+    value.resize(body.len() + k.padding, b' ');
+    (value, row_ttl(k))
+}
+
+/// How long a row is cached: the TTL with jitter, plus swr's stale window.
+pub fn row_ttl(k: &Settings) -> Duration {
+    jitter::apply(Duration::from_secs(k.ttl_secs), k.ttl_jitter_percent) + swr_extension(k)
 }
 
 /// Cache a tombstone (a 404) for user `id` for the negative TTL.

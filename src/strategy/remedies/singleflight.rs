@@ -91,7 +91,7 @@ pub async fn read<S: Strategy>(
             })
             .await;
             if let Ok(Some(outcome)) = answered {
-                return (outcome.map_err(StrategyError::Shared), XCache::Coalesced);
+                return (outcome.map_err(StrategyError::Coalesced), XCache::Coalesced);
             }
             // The leader vanished or is slower than the bound: read Postgres ourselves.
             (
