@@ -40,7 +40,7 @@ pub async fn cache_row(b: &Backend, id: i32, body: &[u8], fill: Fill) {
         padded.into()
     };
     let ttl =
-        jitter::apply(Duration::from_secs(k.ttl_secs), k.ttl_jitter_percent) + swr_extension(&k);
+        jitter::apply(Duration::from_millis(k.ttl_ms), k.ttl_jitter_percent) + swr_extension(&k);
     put(b, id, &value, ttl, fill, Counter::CacheSets).await;
 }
 
