@@ -233,7 +233,7 @@ impl Settings {
     /// The defaults, with `ttl_secs` as the TTL (what `loopback` servers start with).
     pub fn with_ttl(ttl_secs: u64) -> Self {
         Self {
-            ttl_ms: ttl_secs.saturating_mul(1000),
+            ttl_ms: ttl_secs.saturating_mul(SECOND_MS),
             ..Self::default()
         }
     }
@@ -292,7 +292,7 @@ impl Knobs {
 mod tests {
     use super::*;
 
-    /// A whole input for `check`, from a value in the field's unit.
+    /// The input a flag or setter in the field's own unit would give for `value`.
     fn input_of(value: Value) -> Input<'static> {
         match value {
             Value::Whole(n) => Input::Whole(n as i64),
