@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::knobs::{Invalidation, Protection, Settings};
+use crate::knobs::{Settings, Value, KNOBS};
 use crate::server::HttpLimits;
 use crate::services::ServerOptions;
 use crate::strategy::{registry, StrategyEntry};
@@ -62,9 +62,6 @@ pub struct StackArgs {
     /// Rebuild and reload an external users table (at start and before every lab).
     #[arg(long)]
     pub reset_data: bool,
-    /// Seconds a cache entry lives.
-    #[arg(long, default_value_t = crate::knobs::DEFAULT_TTL_SECS, value_parser = clap::value_parser!(u64).range(1..))]
-    pub ttl: u64,
     /// Bound on each Postgres call of the servers (pool wait, connect, statement), in ms.
     #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
     pub db_timeout_ms: u64,
@@ -94,9 +91,14 @@ impl StackArgs {
         }
     }
 
-    /// Server options on free loopback ports for every strategy, with these limits.
-    pub fn server_options(&self) -> ServerOptions {
-        let mut options = ServerOptions::loopback(self.ttl);
+    /// Server options on free loopback ports for every strategy, with these limits, whose
+    /// knobs start at (and every lab's reset restores) `knobs`.
+    pub fn server_options(&self, knobs: Settings) -> ServerOptions {
+        // `knobs` replaces the loopback defaults' knobs, the TTL given here included.
+        let mut options = ServerOptions {
+            knobs,
+            ..ServerOptions::loopback(0)
+        };
         options.db_timeout = Duration::from_millis(self.db_timeout_ms);
         options.redis_timeout = Duration::from_millis(self.redis_timeout_ms);
         options.http = HttpLimits {
@@ -107,69 +109,64 @@ impl StackArgs {
     }
 }
 
-/// The remedies and simulation knobs, settable from the command line for curl/hey users.
-#[derive(Args, Debug, Clone)]
+/// Every knob's flag (`--ttl`, `--protection`, `--lock-ttl-ms`, ...), one per entry of
+/// `knobs::KNOBS`: the values the servers start with and every lab's reset restores.
+///
+/// Built with clap's builder API rather than derived: a derived field needs its help,
+/// default and parser as literals in attributes, so each knob would be written out again
+/// here. Built from the table, a flag's help, unit, range and default are the table's,
+/// and its value parser is `Knob::check` — the check the lab setters run — so an
+/// out-of-range value is clap's own error (exit 2) naming the flag and the range.
+#[derive(Debug, Clone, Default)]
 pub struct KnobArgs {
-    /// Stampede protection: none, singleflight, lock, xfetch or swr.
-    #[arg(long, value_parser = Protection::parse, default_value = "none")]
-    pub protection: Protection,
-    /// How cache-aside writes invalidate: delete, double-delete or lease.
-    #[arg(long, value_parser = Invalidation::parse, default_value = "delete")]
-    pub invalidation: Invalidation,
-    /// Spread each TTL by up to ± this percentage (the avalanche remedy).
-    #[arg(long, default_value_t = 0.0)]
-    pub ttl_jitter: f64,
-    /// Cache a 404 as a tombstone for this many seconds (0: off; the penetration remedy).
-    #[arg(long, default_value_t = 0)]
-    pub negative_ttl: u64,
-    /// XFetch's beta (above 1 refreshes earlier).
-    #[arg(long, default_value_t = 1.0)]
-    pub xfetch_beta: f64,
-    /// Under swr, how long past its TTL an entry may be served stale, in seconds.
-    #[arg(long, default_value_t = 30)]
-    pub stale_secs: u64,
-    /// Under double-delete, the delay of the second DEL, in ms.
-    #[arg(long, default_value_t = 500)]
-    pub double_delete_ms: u64,
-    /// Write-behind's flush interval, in ms.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
-    pub flush_interval_ms: u64,
-    /// Refresh-ahead refreshes a hit with less than this share of its TTL left.
-    #[arg(long, default_value_t = 0.25)]
-    pub refresh_ratio: f64,
-    /// Under lock, how long a holder may hold a key's lock (waiters give up after it), in ms.
-    #[arg(long, default_value_t = 3000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub lock_ttl_ms: u64,
-    /// Simulate a slow query: each Postgres read takes this many ms longer.
-    #[arg(long, default_value_t = 0)]
-    pub db_delay_ms: u64,
+    settings: Settings,
 }
 
 impl KnobArgs {
-    /// The knob settings these flags describe, or what is wrong with them.
-    pub fn settings(&self, ttl_secs: u64) -> Result<Settings, String> {
-        if !(0.0..=100.0).contains(&self.ttl_jitter) {
-            return Err("--ttl-jitter must be a percentage from 0 to 100".into());
+    /// The knob settings these flags describe (the table's defaults where none is given).
+    pub fn settings(&self) -> Settings {
+        self.settings
+    }
+}
+
+impl clap::FromArgMatches for KnobArgs {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut args = Self::default();
+        args.update_from_arg_matches(matches)?;
+        Ok(args)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for knob in KNOBS {
+            let given = matches
+                .try_get_one::<Value>(knob.field)
+                .map_err(|e| clap::Error::raw(clap::error::ErrorKind::InvalidValue, e))?;
+            if let Some(value) = given {
+                knob.put(&mut self.settings, *value)
+                    .map_err(|e| clap::Error::raw(clap::error::ErrorKind::InvalidValue, e))?;
+            }
         }
-        if !(self.refresh_ratio > 0.0 && self.refresh_ratio < 1.0) {
-            return Err("--refresh-ratio must be between 0 and 1".into());
-        }
-        if !(self.xfetch_beta > 0.0 && self.xfetch_beta.is_finite()) {
-            return Err("--xfetch-beta must be greater than 0".into());
-        }
-        let mut k = Settings::with_ttl(ttl_secs);
-        k.protection = self.protection;
-        k.invalidation = self.invalidation;
-        k.ttl_jitter_percent = self.ttl_jitter;
-        k.negative_ttl_secs = self.negative_ttl;
-        k.xfetch_beta = self.xfetch_beta;
-        k.stale_secs = self.stale_secs;
-        k.double_delete_ms = self.double_delete_ms;
-        k.flush_interval_ms = self.flush_interval_ms;
-        k.refresh_ratio = self.refresh_ratio;
-        k.lock_ttl_ms = self.lock_ttl_ms;
-        k.db_delay_ms = self.db_delay_ms;
-        Ok(k)
+        Ok(())
+    }
+}
+
+impl Args for KnobArgs {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        KNOBS.iter().fold(command, |command, knob| {
+            command.arg(
+                clap::Arg::new(knob.field)
+                    .long(knob.flag.long)
+                    .value_name(knob.flag.unit.value_name())
+                    // `--ttl -5` is a value outside the range, not an unknown flag `-5`.
+                    .allow_negative_numbers(true)
+                    .help(knob.flag_help())
+                    .value_parser(move |text: &str| knob.parse_flag(text)),
+            )
+        })
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
     }
 }
 
@@ -229,5 +226,92 @@ pub struct RunArgs {
     #[arg(long)]
     pub history_dir: Option<PathBuf>,
     #[command(flatten)]
+    pub knobs: KnobArgs,
+    #[command(flatten)]
     pub stack: StackArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::knobs::{Invalidation, Protection};
+    use clap::CommandFactory;
+
+    fn serve(args: &[&str]) -> Result<Settings, clap::Error> {
+        let cli = Cli::try_parse_from(["cachelab", "serve"].iter().chain(args))?;
+        match cli.command {
+            Command::Serve(serve) => Ok(serve.knobs.settings()),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_and_run_have_a_flag_for_every_knob_with_its_range_and_default_in_the_help() {
+        let mut cli = Cli::command();
+        for name in ["serve", "run"] {
+            let command = cli.find_subcommand_mut(name).unwrap();
+            for knob in KNOBS {
+                let arg = command
+                    .get_arguments()
+                    .find(|a| a.get_long() == Some(knob.flag.long))
+                    .unwrap_or_else(|| panic!("{name} has no --{}", knob.flag.long));
+                let help = arg.get_help().unwrap().to_string();
+                assert!(
+                    help.contains(&knob.describe_range(knob.flag.unit)),
+                    "--{}: {help}",
+                    knob.flag.long
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn knob_flags_set_their_fields_in_the_flags_unit_and_default_to_the_table() {
+        assert_eq!(serve(&[]).unwrap(), Settings::default());
+        let k = serve(&[
+            "--ttl",
+            "5",
+            "--protection",
+            "lock",
+            "--invalidation",
+            "lease",
+            "--lease-ttl-ms",
+            "250",
+            "--wb-batch-max",
+            "10",
+            "--padding",
+            "64",
+            "--ttl-jitter",
+            "12.5",
+        ])
+        .unwrap();
+        assert_eq!(k.ttl_ms, 5000);
+        assert_eq!(k.protection, Protection::Lock);
+        assert_eq!(k.invalidation, Invalidation::Lease);
+        assert_eq!(k.lease_ttl_ms, 250);
+        assert_eq!(k.wb_batch_max, 10);
+        assert_eq!(k.padding, 64);
+        assert_eq!(k.ttl_jitter_percent, 12.5);
+        assert_eq!(k.lock_ttl_ms, Settings::default().lock_ttl_ms);
+    }
+
+    #[test]
+    fn a_knob_flag_outside_its_range_is_a_usage_error_naming_the_flag_and_the_range() {
+        for (args, range) in [
+            (["--ttl-jitter", "500"], "[0, 100] percent"),
+            (["--lock-ttl-ms", "100000000"], "1..=60000 ms"),
+            (["--ttl", "0"], "1..=31536000 s"),
+            (["--refresh-ratio", "NaN"], "(0, 1)"),
+            (["--wb-batch-max", "-1"], "1..=100000"),
+            (["--protection", "mutex"], "singleflight"),
+        ] {
+            let err = serve(&args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains(args[0]) && text.contains(range),
+                "{args:?}: {text}"
+            );
+        }
+    }
 }

@@ -340,7 +340,7 @@ async fn ttl_knob_sets_the_expiry_of_new_entries() {
     let _turn = serial().await;
     let stack = shared_stack();
     let services = start_services(stack.clone()).await;
-    services.knobs.update(|k| k.ttl_secs = 5);
+    services.knobs.update(|k| k.ttl_ms = 5000);
     get(&format!("{}/users/11", services.servers[1].url())).await;
     let ttl: i64 = redis_cmd(&stack, &["TTL", "user:11"]).await;
     assert!((1..=5).contains(&ttl), "TTL {ttl}");

@@ -214,7 +214,7 @@ async fn xfetch_recomputes_a_near_expiry_entry_early_so_it_never_expires_on_ever
     // probability exp(-t / 600), so a 1 s entry is recomputed long before it expires.
     services.knobs.update(|k| {
         k.protection = Protection::Xfetch;
-        k.ttl_secs = 1;
+        k.ttl_ms = 1000;
         k.db_delay_ms = 200;
         k.xfetch_beta = 3.0;
     });
@@ -267,7 +267,7 @@ async fn xfetch_recomputes_a_near_expiry_entry_early_so_it_never_expires_on_ever
     // An early recompute must renew the entry: 5 s left of 10, δβ = 200 ms × 1000, so a
     // hit recomputes with probability exp(-5000 / 200000) ≈ 0.98.
     services.knobs.update(|k| {
-        k.ttl_secs = 10;
+        k.ttl_ms = 10_000;
         k.xfetch_beta = 1000.0;
     });
     for (server, id) in services.servers.iter().zip(136..) {
@@ -610,7 +610,7 @@ async fn ttl_jitter_spreads_the_ttls_of_fresh_entries_within_the_percentage() {
     let _turn = serial().await;
     let services = start_services(shared_stack()).await;
     services.knobs.update(|k| {
-        k.ttl_secs = 100;
+        k.ttl_ms = 100_000;
         k.ttl_jitter_percent = 20.0;
     });
     let mut fills = Vec::new();

@@ -1,9 +1,10 @@
-//! `cachelab api`: every lab function, grouped, from the same table that registers them;
-//! then the names labs pass to them and read back — strategies (from the registry),
-//! remedy modes, X-Cache values and counters — each from the one place it is defined.
+//! `cachelab api`: every lab function, grouped, from the same table that registers them
+//! (the knob setters with their ranges and defaults, from the knob table); then the names
+//! labs pass to them and read back — strategies (from the registry), remedy modes (from
+//! the knob table), X-Cache values and counters — each from the one place it is defined.
 
 use crate::counters::Counter;
-use crate::knobs::{Invalidation, Protection};
+use crate::knobs::{Range, KNOBS};
 use crate::output::Printer;
 use crate::strategy::{XCache, REGISTRY};
 
@@ -31,14 +32,12 @@ pub fn api() -> u8 {
         ));
     }
     out.line(&format!("\n{}", out.bold("modes")));
-    out.line(&format!(
-        "  set_protection / --protection:     {}",
-        Protection::NAMES.join(", ")
-    ));
-    out.line(&format!(
-        "  set_invalidation / --invalidation: {}",
-        Invalidation::NAMES.join(", ")
-    ));
+    for knob in KNOBS {
+        if let Range::Names(names) = knob.range {
+            let spelled = format!("{} / --{}:", knob.setters[0].name, knob.flag.long);
+            out.line(&format!("  {spelled:<35} {}", names.join(", ")));
+        }
+    }
     out.line(&format!(
         "\n{}",
         out.bold("X-Cache (http_*().cache, load().cache)")

@@ -24,7 +24,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         return Ok(super::exit::ERROR);
     }
     let stack = Arc::new(Mutex::new(Stack::start(args.stack.stack_options())?));
-    let services = Arc::new(Services::start(stack.clone(), &args.stack.server_options()).await?);
+    let options = args.stack.server_options(args.knobs.settings());
+    let services = Arc::new(Services::start(stack.clone(), &options).await?);
     let limits = lab::Limits {
         timeout: Duration::from_secs(args.timeout),
         max_operations: args.max_operations,

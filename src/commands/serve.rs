@@ -12,13 +12,6 @@ use crate::stack::Stack;
 use crate::strategy::REGISTRY;
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
-    let knobs = match args.knobs.settings(args.stack.ttl) {
-        Ok(knobs) => knobs,
-        Err(message) => {
-            Printer::stderr().line(&format!("error: {message}"));
-            return Ok(super::exit::ERROR);
-        }
-    };
     let last_offset = REGISTRY.iter().map(|e| e.port_offset).max().unwrap_or(0);
     if args.port != 0 && args.port.checked_add(last_offset).is_none() {
         Printer::stderr().line(&format!(
@@ -34,10 +27,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         ));
     }
     let stack = Arc::new(Mutex::new(Stack::start(args.stack.stack_options())?));
-    let mut options = args.stack.server_options();
+    // The knob flags were checked against their ranges as clap parsed them.
+    let mut options = args.stack.server_options(args.knobs.settings());
     options.bind = args.bind;
     options.port = args.port;
-    options.knobs = knobs;
     // No lab injects faults into serve: the servers talk to Redis and Postgres directly.
     options.fault_proxies = false;
     if !args.strategy.is_empty() {

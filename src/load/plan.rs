@@ -1,6 +1,7 @@
 //! What a load run does, independent of who asked: the CLI, `load()` or `stampede()`.
 //! `Plan::check` refuses, with a message a user can act on, the plans that cannot run
-//! (a mix without `{id}`, more connections than the process may open).
+//! (a mix without `{id}`, more connections than the process may open, a rate that is not
+//! a positive finite number or too low to pace, a Zipf exponent outside (0, 10]).
 
 use bytes::Bytes;
 use hyper::{HeaderMap, Method};
@@ -74,6 +75,11 @@ pub enum Pace {
     /// All workers together send this many per second (--rate).
     Total(f64),
 }
+
+/// The largest Zipf exponent a run takes. Past it the distribution is one key: with s = 10
+/// the hottest id gets over 99.9% of the requests, so a larger s teaches nothing more and
+/// is most likely a typo.
+pub const MAX_ZIPF_S: f64 = 10.0;
 
 /// A read/write mix, in percent weights: each request GETs or PUTs the same `{id}` URL,
 /// so reads can be checked against the writes they raced with.
@@ -249,17 +255,30 @@ impl Plan {
             }
         }
         if let KeyDist::Zipf(s) = self.keys {
-            if !(s > 0.0 && s.is_finite()) {
+            if !(s > 0.0 && s <= MAX_ZIPF_S) {
                 return Err(format!(
-                    "the zipf exponent must be greater than zero, got {s}"
+                    "the zipf exponent must be in (0, {MAX_ZIPF_S}], got {s}"
                 ));
             }
         }
-        match self.pace {
+        // Each worker waits its share of the rate between requests: an interval too long
+        // for a Duration (a rate of 1e-300) would panic in the worker.
+        let pace_interval = match self.pace {
+            Pace::Unlimited => None,
             Pace::PerWorker(r) | Pace::Total(r) if !(r > 0.0 && r.is_finite()) => {
-                return Err(format!("a rate must be greater than zero, got {r}"));
+                return Err(format!(
+                    "a rate must be a positive finite number of requests per second, got {r}"
+                ));
             }
-            _ => {}
+            Pace::PerWorker(q) => Some((q, 1.0 / q)),
+            Pace::Total(r) => Some((r, self.concurrency as f64 / r)),
+        };
+        if let Some((rate, secs)) = pace_interval {
+            if Duration::try_from_secs_f64(secs).is_err() {
+                return Err(format!(
+                    "a rate of {rate} requests per second is too low to pace (one every {secs:e} s)"
+                ));
+            }
         }
         let all_keyed = self.targets.iter().all(Target::has_key);
         if self.mix.is_some() && !all_keyed {
@@ -390,6 +409,20 @@ mod tests {
         assert!(checked(|p| p.mix = Some(Mix { get: 0, put: 0 })).is_err());
         assert!(checked(|p| p.keys = KeyDist::Zipf(0.0)).is_err());
         assert!(checked(|p| p.pace = Pace::Total(0.0)).is_err());
+        // Past the Zipf bound, and rates too low for a Duration (they panicked a worker).
+        assert!(checked(|p| p.keys = KeyDist::Zipf(MAX_ZIPF_S)).is_ok());
+        assert!(checked(|p| p.keys = KeyDist::Zipf(10.5))
+            .unwrap_err()
+            .contains("(0, 10]"));
+        assert!(checked(|p| p.keys = KeyDist::Zipf(f64::NAN)).is_err());
+        assert!(checked(|p| p.pace = Pace::Total(f64::NAN))
+            .unwrap_err()
+            .contains("positive finite"));
+        assert!(checked(|p| p.pace = Pace::Total(1e-300))
+            .unwrap_err()
+            .contains("too low"));
+        assert!(checked(|p| p.pace = Pace::PerWorker(1e-300)).is_err());
+        assert!(checked(|p| p.pace = Pace::Total(1e-9)).is_ok());
         assert!(checked(|p| p.ids = (0, 5)).is_err());
         assert!(checked(|p| p.interval = Duration::ZERO).is_err());
         assert!(checked(|p| p.targets[0].path = "/a b/{id}".into()).is_err());

@@ -111,7 +111,7 @@ fn on_hit<S: Strategy>(
         _ => {}
     }
     if S::REFRESHES_AHEAD && pttl >= 0 {
-        let fresh_ms = (k.ttl_secs * 1000) as f64 * k.refresh_ratio;
+        let fresh_ms = k.ttl_ms as f64 * k.refresh_ratio;
         let left_fresh = pttl - (swr_extension(k).as_millis() as i64);
         if (left_fresh as f64) < fresh_ms {
             refresh::spawn(s, b, id, entry.value.clone());

@@ -44,7 +44,7 @@ pub fn cached_row(k: &Settings, body: &[u8]) -> (Vec<u8>, Duration) {
 
 /// How long a row is cached: the TTL with jitter, plus swr's stale window.
 pub fn row_ttl(k: &Settings) -> Duration {
-    jitter::apply(Duration::from_secs(k.ttl_secs), k.ttl_jitter_percent) + swr_extension(k)
+    jitter::apply(Duration::from_millis(k.ttl_ms), k.ttl_jitter_percent) + swr_extension(k)
 }
 
 /// Cache a tombstone (a 404) for user `id` for the negative TTL.

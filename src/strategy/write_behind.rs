@@ -40,9 +40,6 @@ const FINAL_FLUSH_BOUND: Duration = Duration::from_secs(5);
 /// first; past it the write is refused (503) rather than spinning.
 const COMMIT_ATTEMPTS: u32 = 100;
 
-/// The largest batch the flusher applies in one transaction.
-const BATCH_MAX: usize = 1000;
-
 /// The write-behind strategy.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WriteBehind;
@@ -392,7 +389,7 @@ async fn flush_once(b: &Backend) -> Option<usize> {
             }
         }
     }
-    let max = BATCH_MAX;
+    let max = b.knobs.get().wb_batch_max as usize;
     let mut cursor = 0;
     let mut settled = 0;
     loop {

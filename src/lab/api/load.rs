@@ -1,10 +1,16 @@
 //! Load from inside a lab, on the same engine as `cachelab load`: `load()`, `stampede()`,
 //! `load_async()`/`load_wait()`, and `save_history()`. A load belongs to its lab: it stops
 //! when the lab ends, however it ends.
+//!
+//! Options that cannot mean what they say are refused with a lab error naming the option,
+//! never quietly replaced: `n`, `c` or `duration_ms` of 0, a `rate` that is not a positive
+//! finite number or would run past the lab's deadline, `zipf_s` outside (0, 10], `ids`
+//! the users table cannot hold.
 
-use rhai::{Dynamic, Map};
+use rhai::{Dynamic, EvalAltResult, Map};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +21,7 @@ use crate::lab::convert::{
     arg_count, arg_int, arg_map, arg_str, from_json, lab_error, to_json, LabResult,
 };
 use crate::lab::report::Event;
-use crate::load::{self, KeyDist, Mix, Pace, Plan, Progress, Stop, Target};
+use crate::load::{self, KeyDist, Mix, Pace, Plan, Progress, Stop, Target, MAX_ZIPF_S};
 
 /// The options `load()` understands; anything else is an error naming these.
 #[derive(Debug, Default, Deserialize)]
@@ -127,9 +133,85 @@ pub fn register(r: &mut Registry) {
         });
 }
 
+/// The ids a load may ask for: those the `users` table's `SERIAL` id column can hold. The
+/// servers answer 400 to any other id, so a load over them would measure nothing; ids
+/// inside it that no user has are fine (`labs/penetration.rhai` loads 5001..5100 on
+/// purpose), so the bound is the column's, not the rows loaded.
+const ID_RANGE: RangeInclusive<u64> = 1..=i32::MAX as u64;
+
+/// What `rate` must be, as a refusal says it.
+const RATE_WANTED: &str = "a positive finite number of requests per second";
+
+/// A refusal of one option, naming it, what it must be, and what it was.
+fn refused(
+    function: &str,
+    option: &str,
+    wanted: &str,
+    got: impl std::fmt::Display,
+) -> Box<EvalAltResult> {
+    lab_error(format!(
+        "{function}: option `{option}` must be {wanted}, got {got}"
+    ))
+}
+
+/// Refuse NaN and infinities while they are still floats: converted to JSON they become
+/// `null`, which would read as "not given" and run the load with a default instead.
+fn refuse_non_finite(function: &str, opts: &Map) -> LabResult<()> {
+    for (option, value) in opts {
+        match value.as_float() {
+            Ok(x) if !x.is_finite() => {
+                let wanted = match option.as_str() {
+                    "rate" => RATE_WANTED.to_string(),
+                    "zipf_s" => format!("in (0, {MAX_ZIPF_S}]"),
+                    _ => "a finite number".to_string(),
+                };
+                return Err(refused(function, option, &wanted, x));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Refuse the options that cannot mean what they say: no requests, no workers, no time,
+/// no rate, a Zipf exponent outside (0, 10] or one that no `keys: "zipf"` reads.
+fn refuse_senseless(function: &str, opts: &LoadOptions) -> LabResult<()> {
+    for (option, given) in [
+        ("n", opts.n),
+        ("c", opts.c),
+        ("duration_ms", opts.duration_ms),
+    ] {
+        if given == Some(0) {
+            return Err(refused(function, option, "at least 1", 0));
+        }
+    }
+    if let Some(rate) = opts.rate {
+        if !(rate > 0.0 && rate.is_finite()) {
+            return Err(refused(function, "rate", RATE_WANTED, rate));
+        }
+    }
+    if let Some(s) = opts.zipf_s {
+        if !(s > 0.0 && s <= MAX_ZIPF_S) {
+            return Err(refused(
+                function,
+                "zipf_s",
+                &format!("in (0, {MAX_ZIPF_S}]"),
+                s,
+            ));
+        }
+        if opts.keys.as_deref() != Some("zipf") {
+            return Err(lab_error(format!(
+                "{function}: option `zipf_s` is the exponent of keys: \"zipf\"; give both (or keys: \"zipf:{s}\")"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// A plan from `load()`'s options, and the label the report gives the run.
 fn plan_from(ctx: &LabContext, function: &str, opts: &Dynamic) -> LabResult<(Plan, String)> {
     let map = arg_map(function, "opts", opts)?;
+    refuse_non_finite(function, &map)?;
     let json = to_json(&Dynamic::from(map));
     let opts: LoadOptions = serde_path_to_error::deserialize(json).map_err(|e| {
         let field = e.path().to_string();
@@ -142,6 +224,7 @@ fn plan_from(ctx: &LabContext, function: &str, opts: &Dynamic) -> LabResult<(Pla
             None => format!("{function}: option `{field}`: {inner}"),
         })
     })?;
+    refuse_senseless(function, &opts)?;
     let fail = |m: String| lab_error(format!("{function}: {m}"));
     let paths: Vec<String> = match (&opts.path, &opts.paths) {
         (Some(p), None) => vec![p.clone()],
@@ -157,10 +240,10 @@ fn plan_from(ctx: &LabContext, function: &str, opts: &Dynamic) -> LabResult<(Pla
     let mut plan = Plan::new(targets);
     plan.cancel = ctx.cancel.child_token();
     plan.same_process_server = true;
-    plan.concurrency = opts.c.unwrap_or(10).max(1) as usize;
+    plan.concurrency = usize::try_from(opts.c.unwrap_or(10)).unwrap_or(usize::MAX);
     plan.stop = match opts.duration_ms {
         Some(ms) => Stop::Duration(Duration::from_millis(ms)),
-        None => Stop::Requests(opts.n.unwrap_or(1000).max(1)),
+        None => Stop::Requests(opts.n.unwrap_or(1000)),
     };
     if let Some(rate) = opts.rate {
         plan.pace = Pace::Total(rate);
@@ -182,6 +265,19 @@ fn plan_from(ctx: &LabContext, function: &str, opts: &Dynamic) -> LabResult<(Pla
         Some(Ids::Text(text)) => load::parse_ids(text).map_err(fail)?,
         None => (1, crate::seed::users().len() as u64),
     };
+    let (first, last) = plan.ids;
+    if !(ID_RANGE.contains(&first) && ID_RANGE.contains(&last) && first <= last) {
+        return Err(refused(
+            function,
+            "ids",
+            &format!(
+                "first..last with first <= last, within {}..={} (the ids the users table holds)",
+                ID_RANGE.start(),
+                ID_RANGE.end()
+            ),
+            format!("{first}..{last}"),
+        ));
+    }
     let keyed = plan.targets.iter().any(Target::has_key);
     if (opts.keys.is_some() || opts.mix.is_some() || opts.trace == Some(true)) && !keyed {
         return Err(fail(
@@ -203,7 +299,28 @@ fn plan_from(ctx: &LabContext, function: &str, opts: &Dynamic) -> LabResult<(Pla
     }
     plan.timeout = plan.timeout.min(ctx.remaining());
     plan.check().map_err(fail)?;
+    refuse_past_deadline(function, &plan, ctx.remaining())?;
     Ok((plan, label))
+}
+
+/// Refuse a paced run of `n` requests that would still be sending when the lab's deadline
+/// (`--timeout`) comes: it would only be cut off there, a lab error, after waiting for it
+/// (a `rate: 1e-9` waited out the whole timeout). A `duration_ms` bounds a run by itself
+/// and is left to end with the lab.
+fn refuse_past_deadline(function: &str, plan: &Plan, left: Duration) -> LabResult<()> {
+    if let (Pace::Total(rate), Stop::Requests(n)) = (plan.pace, plan.stop) {
+        // The first request goes at once, the last (n - 1) / rate seconds later.
+        let needs = n.saturating_sub(1) as f64 / rate;
+        if needs > left.as_secs_f64() {
+            return Err(lab_error(format!(
+                "{function}: option `rate`: {n} requests at {rate} per second take {needs:.1} s, \
+                 past the lab's deadline ({:.1} s left, --timeout); raise the rate, lower n, or \
+                 give duration_ms",
+                left.as_secs_f64()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The names users have now, by id: what a history's reads start from.

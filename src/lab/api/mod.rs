@@ -42,8 +42,10 @@ pub struct Registry<'e> {
 
 /// Register a function and its doc in one step:
 /// `def!(r, "group", "name(arg: type) -> type", "What it does.", |arg: Dynamic| ...)`.
+/// The signature and doc are usually literals; a table (the knob setters) passes
+/// `&'static str`s it built once.
 macro_rules! def {
-    ($registry:expr, $group:literal, $signature:literal, $doc:literal, $function:expr) => {{
+    ($registry:expr, $group:literal, $signature:expr, $doc:expr, $function:expr) => {{
         let doc = $crate::lab::api::FnDoc {
             group: $group,
             signature: $signature,

@@ -1,11 +1,16 @@
-//! The strategy servers' counters and knobs.
+//! The strategy servers' counters and knobs. Every knob setter (`set_ttl`, `set_ttl_ms`,
+//! `set_lock_ttl`, ...) comes from the knob table in `knobs.rs`: one loop registers them
+//! all, each with its range and default in its doc, and each refuses a value outside
+//! its range with the same check the `serve`/`run` flags use.
 
 use rhai::{Dynamic, Map};
 
+use std::sync::LazyLock;
+
 use super::{def, Registry};
-use crate::knobs::{Invalidation, Protection};
+use crate::knobs::{Input, Kind, Knob, Setter, KNOBS};
 use crate::lab::context::{self, LabContext};
-use crate::lab::convert::{arg_count, arg_num, arg_str, lab_error, LabResult};
+use crate::lab::convert::{arg_int, arg_num, arg_str, lab_error, LabResult};
 
 pub fn register(r: &mut Registry) {
     def!(r, "server", "stats() -> map",
@@ -26,145 +31,76 @@ pub fn register(r: &mut Registry) {
             context::with(|ctx| stats_of(ctx, &name))
         }
     );
-    def!(
-        r,
-        "server",
-        "set_ttl(secs: int)",
-        "TTL of cache entries written from now on (every server; default 60).",
-        |secs: Dynamic| -> LabResult<()> {
-            let secs = arg_count("set_ttl", "secs", &secs)?;
-            if secs == 0 {
-                return Err(lab_error("set_ttl: argument `secs` must be at least 1"));
-            }
-            set(|k| k.ttl_secs = secs)
-        }
-    );
-    def!(r, "server", "set_db_delay(ms: int)",
-        "Make every Postgres read a slow query: it takes ms longer and answers with the row as it was when it began.",
-        |ms: Dynamic| -> LabResult<()> {
-            let ms = arg_count("set_db_delay", "ms", &ms)?;
-            set(|k| k.db_delay_ms = ms)
-        });
-    def!(r, "server", "set_padding(bytes: int)",
-        "Append this many bytes of filler (JSON whitespace) to every cached value, to fill Redis fast.",
-        |bytes: Dynamic| -> LabResult<()> {
-            let bytes = arg_count("set_padding", "bytes", &bytes)?;
-            if bytes > 16 * 1024 * 1024 {
-                return Err(lab_error("set_padding: argument `bytes` must be at most 16 MiB"));
-            }
-            set(|k| k.padding = bytes as usize)
-        });
-    def!(r, "server", "set_protection(mode: string)",
-        "How concurrent misses reach Postgres: \"none\", \"singleflight\", \"lock\", \"xfetch\" or \"swr\" (every strategy).",
-        |mode: Dynamic| -> LabResult<()> {
-            let mode = arg_str("set_protection", "mode", &mode)?;
-            let mode = Protection::parse(&mode).map_err(|e| lab_error(format!("set_protection: {e}")))?;
-            set(|k| k.protection = mode)
-        });
-    def!(
-        r,
-        "server",
-        "set_invalidation(mode: string)",
-        "How cache-aside writes invalidate: \"delete\", \"double-delete\" or \"lease\".",
-        |mode: Dynamic| -> LabResult<()> {
-            let mode = arg_str("set_invalidation", "mode", &mode)?;
-            let mode = Invalidation::parse(&mode)
-                .map_err(|e| lab_error(format!("set_invalidation: {e}")))?;
-            set(|k| k.invalidation = mode)
-        }
-    );
-    def!(r, "server", "set_ttl_jitter(percent: number)",
-        "Each SETEX uses TTL × (1 ± u), u uniform in [0, percent/100]: the avalanche remedy (0 = off).",
-        |percent: Dynamic| -> LabResult<()> {
-            let percent = arg_num("set_ttl_jitter", "percent", &percent)?;
-            if !(0.0..=100.0).contains(&percent) {
-                return Err(lab_error(format!("set_ttl_jitter: argument `percent` must be 0..=100, got {percent}")));
-            }
-            set(|k| k.ttl_jitter_percent = percent)
-        });
-    def!(r, "server", "set_negative_ttl(secs: int)",
-        "Cache a 404 as a tombstone for secs (0 = off): the penetration remedy. A tombstone hit is a 404 with X-Cache HIT.",
-        |secs: Dynamic| -> LabResult<()> {
-            let secs = arg_count("set_negative_ttl", "secs", &secs)?;
-            set(|k| k.negative_ttl_secs = secs)
-        });
-    def!(
-        r,
-        "server",
-        "set_xfetch_beta(beta: number)",
-        "XFetch's β (default 1.0): above 1 recomputes earlier, below 1 later.",
-        |beta: Dynamic| -> LabResult<()> {
-            let beta = arg_num("set_xfetch_beta", "beta", &beta)?;
-            if !(beta > 0.0 && beta.is_finite()) {
-                return Err(lab_error(format!(
-                    "set_xfetch_beta: argument `beta` must be greater than 0, got {beta}"
-                )));
-            }
-            set(|k| k.xfetch_beta = beta)
-        }
-    );
-    def!(r, "server", "set_stale_secs(secs: int)",
-        "Under swr, how long past its TTL an entry may still be served stale while it is refreshed (default 30).",
-        |secs: Dynamic| -> LabResult<()> {
-            let secs = arg_count("set_stale_secs", "secs", &secs)?;
-            set(|k| k.stale_secs = secs)
-        });
-    def!(
-        r,
-        "server",
-        "set_double_delete_ms(ms: int)",
-        "Under double-delete, the delay of the second DEL (default 500).",
-        |ms: Dynamic| -> LabResult<()> {
-            let ms = arg_count("set_double_delete_ms", "ms", &ms)?;
-            set(|k| k.double_delete_ms = ms)
-        }
-    );
-    def!(
-        r,
-        "server",
-        "set_flush_interval(ms: int)",
-        "Write-behind's batch interval (default 100).",
-        |ms: Dynamic| -> LabResult<()> {
-            let ms = arg_count("set_flush_interval", "ms", &ms)?;
-            if ms == 0 {
-                return Err(lab_error(
-                    "set_flush_interval: argument `ms` must be at least 1",
-                ));
-            }
-            set(|k| k.flush_interval_ms = ms)
-        }
-    );
-    def!(
-        r,
-        "server",
-        "set_refresh_ratio(ratio: number)",
-        "Refresh-ahead refreshes a hit whose remaining TTL is below ratio × TTL (default 0.25).",
-        |ratio: Dynamic| -> LabResult<()> {
-            let ratio = arg_num("set_refresh_ratio", "ratio", &ratio)?;
-            if !(ratio > 0.0 && ratio < 1.0) {
-                return Err(lab_error(format!(
-                    "set_refresh_ratio: argument `ratio` must be between 0 and 1, got {ratio}"
-                )));
-            }
-            set(|k| k.refresh_ratio = ratio)
-        }
-    );
-    def!(r, "server", "set_lock_ttl(ms: int)",
-        "Under lock, how long a holder may hold a key's lock; waiters read Postgres themselves after it (default 3000).",
-        |ms: Dynamic| -> LabResult<()> {
-            let ms = arg_count("set_lock_ttl", "ms", &ms)?;
-            if ms == 0 {
-                return Err(lab_error("set_lock_ttl: argument `ms` must be at least 1"));
-            }
-            set(|k| k.lock_ttl_ms = ms)
-        });
+    for entry in setters() {
+        def!(
+            r,
+            "server",
+            entry.signature.as_str(),
+            entry.doc.as_str(),
+            move |value: Dynamic| -> LabResult<()> { set_knob(entry, &value) }
+        );
+    }
 }
 
-/// Turn the shared knobs.
-fn set(change: impl Fn(&mut crate::knobs::Settings)) -> LabResult<()> {
+/// One lab setter of a knob, with the signature and doc `cachelab api` shows for it.
+struct SetterEntry {
+    knob: &'static Knob,
+    setter: &'static Setter,
+    /// `set_ttl(secs: int)`
+    signature: String,
+    /// The knob's doc, its range in the setter's unit and its default.
+    doc: String,
+}
+
+/// Every knob's setters, built once from `knobs::KNOBS` (the registry keeps `&'static
+/// str`s, and a lab engine is built per lab).
+fn setters() -> &'static [SetterEntry] {
+    static SETTERS: LazyLock<Vec<SetterEntry>> = LazyLock::new(|| {
+        KNOBS
+            .iter()
+            .flat_map(|knob| {
+                knob.setters.iter().map(move |setter| SetterEntry {
+                    knob,
+                    setter,
+                    signature: format!(
+                        "{}({}: {})",
+                        setter.name,
+                        setter.arg,
+                        knob.kind().lab_type()
+                    ),
+                    doc: knob.setter_doc(setter),
+                })
+            })
+            .collect()
+    });
+    &SETTERS
+}
+
+/// Set a knob on every server from a lab's argument, refusing a value outside its range
+/// with a message that names the range (in the setter's unit).
+fn set_knob(entry: &SetterEntry, value: &Dynamic) -> LabResult<()> {
+    let (name, arg) = (entry.setter.name, entry.setter.arg);
+    let text;
+    let input = match entry.knob.kind() {
+        Kind::Whole => Input::Whole(arg_int(name, arg, value)?),
+        Kind::Real => Input::Real(arg_num(name, arg, value)?),
+        Kind::Name => {
+            text = arg_str(name, arg, value)?;
+            Input::Name(&text)
+        }
+    };
+    let checked = entry
+        .knob
+        .check(entry.setter.unit, input)
+        .map_err(|refusal| match entry.knob.kind() {
+            Kind::Name => lab_error(format!("{name}: {refusal}")),
+            Kind::Whole | Kind::Real => lab_error(format!("{name}: argument `{arg}` {refusal}")),
+        })?;
     context::with(|ctx| {
-        ctx.services.knobs.update(change);
-        Ok(())
+        ctx.services
+            .knobs
+            .set(entry.knob, checked)
+            .map_err(|e| lab_error(format!("{name}: {e}")))
     })
 }
 
@@ -189,4 +125,37 @@ fn stats_of(ctx: &LabContext, name: &str) -> LabResult<Map> {
         .collect();
     ctx.remember_shape("stats", &map);
     Ok(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::knobs::KNOBS;
+
+    #[test]
+    fn every_knob_setter_is_registered_with_its_range_and_default_in_its_doc() {
+        let (_, docs) = crate::lab::engine();
+        for knob in KNOBS {
+            for setter in knob.setters {
+                let doc = docs
+                    .iter()
+                    .find(|d| d.name() == setter.name)
+                    .unwrap_or_else(|| panic!("{} is not registered", setter.name));
+                assert_eq!(doc.group, "server");
+                assert!(
+                    doc.signature
+                        .starts_with(&format!("{}({}: ", setter.name, setter.arg)),
+                    "{}",
+                    doc.signature
+                );
+                assert!(
+                    doc.doc.contains(knob.doc())
+                        && doc.doc.contains(&knob.describe_range(setter.unit))
+                        && doc.doc.contains("default"),
+                    "{}: {}",
+                    setter.name,
+                    doc.doc
+                );
+            }
+        }
+    }
 }
