@@ -460,6 +460,16 @@ async fn soak(args: &Args, serve: &mut Serve) -> anyhow::Result<bool> {
         );
     }
     let outside_n: u64 = outside.values().sum();
+    let outside_examples: Vec<&workload::ErrorAt> = stats
+        .errors
+        .iter()
+        .filter(|e| {
+            !windows
+                .iter()
+                .any(|(_, from, to)| (*from..*to).contains(&e.complete_us))
+        })
+        .take(5)
+        .collect();
     println!(
         "  errors outside the fault windows: {outside_n}{}",
         if outside_n > 0 {
@@ -468,6 +478,16 @@ async fn soak(args: &Args, serve: &mut Serve) -> anyhow::Result<bool> {
             String::new()
         }
     );
+    for e in outside_examples {
+        println!(
+            "    at {}: {} {} answered {}: {}",
+            judge::secs(e.complete_us),
+            STRATEGIES[e.strategy],
+            METHODS[e.method],
+            judge::status_text(e.status),
+            e.text()
+        );
+    }
 
     println!(
         "write-behind after the workers stopped (at {}):",
@@ -628,6 +648,10 @@ async fn soak(args: &Args, serve: &mut Serve) -> anyhow::Result<bool> {
         }
     }
 
+    if let Some(kb) = peak_memory_kb() {
+        println!("soak's own peak memory: {} MB", kb / 1024);
+    }
+
     let mut failures = Vec::new();
     if !judged.violations.is_empty() {
         failures.push(format!(
@@ -710,6 +734,13 @@ fn print_violation(v: &judge::Violation, writes: &[Write]) {
             w.asserts()
         );
     }
+}
+
+/// This process' peak resident memory (VmHWM), in kB.
+fn peak_memory_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Aborts a task when dropped (the progress printer ends with the soak, however it ends).

@@ -189,11 +189,7 @@ fn keep_error(text: &str) -> u32 {
 impl Write {
     /// What went wrong, if it did.
     pub fn error(&self) -> Option<String> {
-        if self.error == 0 {
-            return None;
-        }
-        let errors = ERRORS.lock().unwrap_or_else(|p| p.into_inner());
-        errors.get(self.error as usize).map(|e| e.to_string())
+        error_text(self.error)
     }
 
     /// The row a 2xx answered with.
@@ -225,6 +221,26 @@ impl Write {
 pub struct ErrorAt {
     pub complete_us: u64,
     pub strategy: usize,
+    pub method: usize,
+    /// 0: no answer.
+    pub status: u16,
+    /// Index into `ERRORS`.
+    error: u32,
+}
+
+impl ErrorAt {
+    /// What went wrong.
+    pub fn text(&self) -> String {
+        error_text(self.error).unwrap_or_default()
+    }
+}
+
+fn error_text(index: u32) -> Option<String> {
+    if index == 0 {
+        return None;
+    }
+    let errors = ERRORS.lock().unwrap_or_else(|p| p.into_inner());
+    errors.get(index as usize).map(|e| e.to_string())
 }
 
 /// What the workers counted.
@@ -403,14 +419,22 @@ pub async fn worker(shared: std::sync::Arc<Shared>, seed: u64) -> (Vec<Vec<Write
         let _ = stats.latency[method].record((complete_us - invoke_us).max(1));
         shared.done_requests.fetch_add(1, Ordering::Relaxed);
         let ok = (200..300).contains(&status) || status == 404;
+        let body = answer.as_ref().map(|(_, b)| b.clone()).unwrap_or_default();
+        let error = match &answer {
+            Err(e) => keep_error(e),
+            Ok(_) if !ok => keep_error(&shorten(&String::from_utf8_lossy(&body))),
+            Ok(_) => 0,
+        };
         if !ok {
             stats.errors.push(ErrorAt {
                 complete_us,
                 strategy,
+                method,
+                status,
+                error,
             });
             shared.done_errors.fetch_add(1, Ordering::Relaxed);
         }
-        let body = answer.as_ref().map(|(_, b)| b.clone()).unwrap_or_default();
         let row_json: Option<serde_json::Value> = if method != GET && (200..300).contains(&status) {
             serde_json::from_slice(&body).ok()
         } else {
@@ -439,11 +463,6 @@ pub async fn worker(shared: std::sync::Arc<Shared>, seed: u64) -> (Vec<Vec<Write
         let id = match method {
             POST => row_json.as_ref().and_then(json_id),
             _ => picked,
-        };
-        let error = match &answer {
-            Err(e) => keep_error(e),
-            Ok(_) if !ok => keep_error(&shorten(&String::from_utf8_lossy(&body))),
-            Ok(_) => 0,
         };
         if writes.last().is_none_or(|c| c.len() == WRITES_CHUNK) {
             writes.push(Vec::with_capacity(WRITES_CHUNK));
