@@ -460,7 +460,7 @@ async fn soak(args: &Args, serve: &mut Serve) -> anyhow::Result<bool> {
         );
     }
     let outside_n: u64 = outside.values().sum();
-    let outside_examples: Vec<&workload::ErrorAt> = stats
+    let mut outside_examples: Vec<&workload::ErrorAt> = stats
         .errors
         .iter()
         .filter(|e| {
@@ -468,8 +468,9 @@ async fn soak(args: &Args, serve: &mut Serve) -> anyhow::Result<bool> {
                 .iter()
                 .any(|(_, from, to)| (*from..*to).contains(&e.complete_us))
         })
-        .take(5)
         .collect();
+    outside_examples.sort_by_key(|e| e.complete_us);
+    outside_examples.truncate(5);
     println!(
         "  errors outside the fault windows: {outside_n}{}",
         if outside_n > 0 {
@@ -530,7 +531,7 @@ async fn soak(args: &Args, serve: &mut Serve) -> anyhow::Result<bool> {
     println!("  agree: {}", judged.agree);
     if judged.indeterminate_posts_applied > 0 {
         println!(
-            "    (of which {} rows created by a POST that got no definite answer)",
+            "    (of which {} created by a POST that got no definite answer)",
             judged.indeterminate_posts_applied
         );
     }
