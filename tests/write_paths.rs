@@ -501,3 +501,57 @@ async fn a_backlog_of_300k_queued_writes_flushes_in_bounded_batches() {
     );
     services.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_put_right_after_a_post_is_applied_whether_or_not_the_flusher_took_the_insert() {
+    let _turn = serial().await;
+    let services = start_services(shared_stack()).await;
+    // Flushes as often as the flusher can: many a PUT lands while its POST's insert is
+    // being applied.
+    services.knobs.update(|k| k.flush_interval_ms = 1);
+    let base = services.server("write-behind").unwrap().url();
+    let pairs: Vec<_> = (0..8)
+        .map(|worker| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                let mut written = Vec::new();
+                for i in 0..40 {
+                    let post = send(
+                        Method::POST,
+                        &format!("{base}/users?name=P{worker}x{i}&email=p{worker}x{i}@example.org"),
+                        "",
+                    )
+                    .await;
+                    assert_eq!(post.status, 201, "{:?}", post.body);
+                    let id = post.json()["id"].as_i64().unwrap() as i32;
+                    let put =
+                        send(Method::PUT, &format!("{base}/users/{id}?name=Then{id}"), "").await;
+                    assert_eq!(put.status, 200, "{:?}", put.body);
+                    written.push(id);
+                }
+                written
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for p in pairs {
+        ids.extend(p.await.unwrap());
+    }
+    assert!(flushed(&services).await);
+    let rejected: std::collections::HashMap<String, String> =
+        redis_cmd(&services.processes, &["HGETALL", WB_REJECTED]).await;
+    assert!(rejected.is_empty(), "writes Postgres refused: {rejected:?}");
+    let db = admin(&services).await;
+    let mut wrong = Vec::new();
+    for id in ids {
+        let row = db_row(&db, id).await;
+        if row.as_ref().map(|r| r.0.as_str()) != Some(format!("Then{id}").as_str()) {
+            wrong.push((id, row));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "rows without their acknowledged PUT: {wrong:?}"
+    );
+    services.shutdown().await;
+}

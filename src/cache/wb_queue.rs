@@ -39,37 +39,47 @@ const MOVE_ASIDE: &str = "local moved = 0 \
     end ";
 
 /// KEYS: queue, flushing, generation[, the user's cache key]. ARGV: id. Returns the
-/// newest queued entry (or nil), the generation, how many keys were moved aside, and the
-/// cached value (or nil).
+/// newest queued entry (or nil), the generation, how many keys were moved aside, the
+/// cached value (or nil), the last write's stamp, and 1 when the entry is still in the
+/// queue (0: in the batch being flushed).
 static SNAPSHOT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{MOVE_ASIDE} \
          local entry = redis.call('HGET', KEYS[1], ARGV[1]) \
-         if not entry then entry = redis.call('HGET', KEYS[2], ARGV[1]) end \
+         local in_queue = 1 \
+         if not entry then entry = redis.call('HGET', KEYS[2], ARGV[1]); in_queue = 0 end \
          local last = redis.call('HGET', KEYS[3], ARGV[1]) or '0|' \
          local generation, stamp = string.match(last, '^(%d+)|(.*)$') \
          local cached = false \
          if KEYS[4] then cached = redis.call('GET', KEYS[4]) end \
-         return {{entry, tonumber(generation or '0'), moved, cached, stamp or ''}}"
+         return {{entry, tonumber(generation or '0'), moved, cached, stamp or '', in_queue}}"
     ))
 });
 
 /// KEYS: queue, generation[, the user's cache key]. ARGV: id, expected generation, entry,
-/// the write's stamp[, cached value, TTL in ms]. Queues the entry (and caches the value)
-/// only if the generation is still the expected one. Returns {1, 1 if it replaced a
-/// queued entry, moved} or {0, the generation now, moved}.
+/// the write's stamp, 1 if the entry must still be in the queue (a merge into a queued
+/// insert, which stays an insert only while the flusher has not taken it)[, cached value,
+/// TTL in ms]. Queues the entry (and caches the value) only if the generation is still
+/// the expected one (and the queued entry still there, when asked). Returns {1, 1 if it
+/// replaced a queued entry, moved} or {0, the generation now, moved}.
 static COMMIT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{MOVE_ASIDE} \
          local last = redis.call('HGET', KEYS[2], ARGV[1]) or '0|' \
          local generation = tonumber(string.match(last, '^(%d+)') or '0') \
          if generation ~= tonumber(ARGV[2]) then return {{0, generation, moved}} end \
+         if ARGV[5] == '1' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then \
+           return {{0, generation, moved}} \
+         end \
          local added = redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) \
          redis.call('HSET', KEYS[2], ARGV[1], (generation + 1) .. '|' .. ARGV[4]) \
-         if KEYS[3] then redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6]) end \
+         if KEYS[3] then redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[7]) end \
          return {{1, 1 - added, moved}}"
     ))
 });
+
+/// The snapshot script's reply, as listed on `SNAPSHOT`.
+type SnapshotReply = (Option<Vec<u8>>, i64, u64, Option<Vec<u8>>, String, i64);
 
 /// What the queue holds for one user when a write begins.
 #[derive(Debug)]
@@ -85,6 +95,8 @@ pub struct Snapshot {
     /// The stamp of the last write queued for the user ("" if none): a cached row older
     /// than it is stale and no base for a merge.
     pub last_stamp: String,
+    /// The entry is in the queue (not yet taken by the flusher).
+    pub in_queue: bool,
 }
 
 /// How a commit ended.
@@ -125,39 +137,43 @@ impl<'a> WbQueue<'a> {
                 if let Some(key) = cache_key {
                     invocation.key(key);
                 }
-                let (entry, generation, moved, cached, last_stamp): (
-                    Option<Vec<u8>>,
-                    i64,
-                    u64,
-                    Option<Vec<u8>>,
-                    String,
-                ) = invocation.invoke_async(&mut c).await?;
+                let (entry, generation, moved, cached, last_stamp, in_queue): SnapshotReply =
+                    invocation.invoke_async(&mut c).await?;
                 Ok(Snapshot {
                     entry: entry.map(Bytes::from),
                     generation,
                     moved_aside: moved,
                     cached: cached.map(Bytes::from),
                     last_stamp,
+                    in_queue: in_queue == 1,
                 })
             })
             .await
     }
 
     /// Queue `entry` (a write stamped `stamp`) for user `id` if its generation is still
-    /// `expected`; with `cached` (one Redis node), cache the row in the same step.
+    /// `expected` — and, with `still_queued`, the user's entry is still in the queue (the
+    /// flusher has not taken it) —; with `cached` (one Redis node), cache the row in the
+    /// same step.
     pub async fn commit(
         &self,
         id: i32,
         expected: i64,
         entry: &[u8],
         stamp: &str,
+        still_queued: bool,
         cached: Option<CachedRow<'_>>,
     ) -> Result<Committed, CacheError> {
         self.cache
             .call(Some(QUEUE.as_bytes()), |mut c| async move {
                 let mut invocation = COMMIT.prepare_invoke();
                 invocation.key(QUEUE).key(GENERATION);
-                invocation.arg(id).arg(expected).arg(entry).arg(stamp);
+                invocation
+                    .arg(id)
+                    .arg(expected)
+                    .arg(entry)
+                    .arg(stamp)
+                    .arg(if still_queued { "1" } else { "0" });
                 if let Some(row) = &cached {
                     invocation
                         .key(row.key)

@@ -175,13 +175,16 @@ async fn write(
             StrategyError::Redis(e)
         })?;
         count_moved_aside(b, snapshot.moved_aside);
+        // A queued insert the flusher has taken is being inserted: a write after it is
+        // an update, and one merged into it stays an insert only while it is queued.
         let base = match snapshot.entry.as_deref().and_then(|e| parse(id, e)) {
-            Some(Queued::Insert { row }) => Base::Row(row, Kind::Insert),
-            Some(Queued::Update { row }) => Base::Row(row, Kind::Update),
+            Some(Queued::Insert { row }) if snapshot.in_queue => Base::Row(row, Kind::Insert),
+            Some(Queued::Insert { row } | Queued::Update { row }) => Base::Row(row, Kind::Update),
             Some(Queued::Delete) => Base::Absent,
             None if matches!(change, Change::Insert { .. }) => Base::Absent,
             None => unqueued_base(b, id, cached, &snapshot.last_stamp).await?,
         };
+        let merges_an_insert = matches!(base, Base::Row(_, Kind::Insert));
         let (queued, cached, stamp) = match (&change, base) {
             (Change::Insert { .. }, Base::Row(..)) => return Ok(None),
             (Change::Patch(_) | Change::Delete, Base::Absent) => return Ok(None),
@@ -231,7 +234,14 @@ async fn write(
             ttl,
         });
         let committed = queue
-            .commit(id, snapshot.generation, &entry, &stamp, in_commit)
+            .commit(
+                id,
+                snapshot.generation,
+                &entry,
+                &stamp,
+                merges_an_insert,
+                in_commit,
+            )
             .await
             .map_err(|e| {
                 b.cache_failed("queue", wb_queue::QUEUE, &e);
