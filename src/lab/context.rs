@@ -104,10 +104,17 @@ pub fn leave() {
 }
 
 /// Run `f` with the current lab. Outside a lab (impossible in `cachelab run`) it is an error.
+///
+/// A lab that was stopped (its deadline passed, an assert failed, Ctrl-C) gets the stop
+/// again from every lab function it calls: nothing it does after the stop — a check
+/// least of all — can count.
 pub fn with<R>(f: impl FnOnce(&LabContext) -> LabResult<R>) -> LabResult<R> {
     let ctx = CURRENT.with(|c| c.borrow().clone());
     match ctx {
-        Some(ctx) => f(&ctx),
+        Some(ctx) => {
+            ctx.still_running()?;
+            f(&ctx)
+        }
         None => Err(lab_error(
             "lab functions can only be called while a lab runs",
         )),
@@ -166,15 +173,38 @@ impl LabContext {
         outcome.map_err(|halt| self.halt_with(halt))
     }
 
-    /// Record why the lab stops and return the error that unwinds the script.
+    /// Record why the lab stops and return the error that unwinds the script. It is a
+    /// termination, which Rhai's `try` does not catch: a stopped lab cannot catch its stop
+    /// and go on to pass.
     pub fn halt_with(&self, halt: Halt) -> Box<rhai::EvalAltResult> {
-        let message = match &halt {
+        let first = self.halt.borrow_mut().get_or_insert(halt).clone();
+        let message = match first {
             Halt::Assert(m) => format!("assert failed: {m}"),
             Halt::Timeout => "the lab ran past its --timeout".to_string(),
             Halt::Interrupted => "interrupted".to_string(),
         };
-        self.halt.borrow_mut().get_or_insert(halt);
-        lab_error(message)
+        Box::new(rhai::EvalAltResult::ErrorTerminated(
+            message.into(),
+            rhai::Position::NONE,
+        ))
+    }
+
+    /// The stop, if the lab was stopped or its deadline has passed (or Ctrl-C came).
+    fn still_running(&self) -> LabResult<()> {
+        let halt = self.halt.borrow().clone();
+        let halt = halt.or_else(|| {
+            if crate::shutdown::requested() {
+                Some(Halt::Interrupted)
+            } else if Instant::now() >= self.deadline {
+                Some(Halt::Timeout)
+            } else {
+                None
+            }
+        });
+        match halt {
+            Some(halt) => Err(self.halt_with(halt)),
+            None => Ok(()),
+        }
     }
 
     /// The base URL of the current strategy's server.

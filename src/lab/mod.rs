@@ -284,41 +284,44 @@ fn execute(ctx: &Rc<LabContext>, file: &Path, source: &str, limits: &Limits) -> 
     context::enter(ctx.clone());
     let result = engine.run_ast(&ast);
     context::leave();
-    let Err(err) = result else {
-        return Outcome::Completed;
-    };
+    // The stop a lab function recorded decides, whatever the script did after it: a
+    // lab that caught its stop did not pass.
     let halt = ctx.halt.borrow().clone();
-    let explained = errors::explain(
-        *err,
-        &errors::Known {
-            docs: &docs,
-            shapes: &ctx.shapes.borrow(),
-            source,
-            limits,
-        },
-    );
-    let at = |message: &str| errors::at(&name, explained.pos, message);
-    match (halt, explained.kind) {
+    let explained = result.err().map(|err| {
+        errors::explain(
+            *err,
+            &errors::Known {
+                docs: &docs,
+                shapes: &ctx.shapes.borrow(),
+                source,
+                limits,
+            },
+        )
+    });
+    let pos = explained.as_ref().map_or(rhai::Position::NONE, |e| e.pos);
+    let at = |message: &str| errors::at(&name, pos, message);
+    match (halt, explained.map(|e| e.kind)) {
         (Some(Halt::Assert(m)), _) => Outcome::AssertFailed(format!(
             "assert failed at {}: {m}",
             at("").trim_end_matches(": ")
         )),
         (Some(Halt::Timeout), _) => Outcome::Stopped(at("the lab ran past its --timeout")),
         (Some(Halt::Interrupted), _) => Outcome::Stopped(at("interrupted")),
-        (None, errors::Kind::Terminated(token)) if token == MEMORY_TOKEN => {
+        (None, None) => Outcome::Completed,
+        (None, Some(errors::Kind::Terminated(token))) if token == MEMORY_TOKEN => {
             Outcome::Stopped(at(&format!(
                 "the lab held more than {} MiB (--max-memory-mb); it was stopped",
                 limits.max_memory_mb
             )))
         }
-        (None, errors::Kind::Terminated(_)) if crate::shutdown::requested() => {
+        (None, Some(errors::Kind::Terminated(_))) if crate::shutdown::requested() => {
             Outcome::Stopped(at("interrupted"))
         }
-        (None, errors::Kind::Terminated(_)) => {
+        (None, Some(errors::Kind::Terminated(_))) => {
             Outcome::Stopped(at("the lab ran past its --timeout"))
         }
-        (None, errors::Kind::Limit(m)) => Outcome::Stopped(at(&m)),
-        (None, errors::Kind::Error(m)) => Outcome::ScriptError(at(&m)),
+        (None, Some(errors::Kind::Limit(m))) => Outcome::Stopped(at(&m)),
+        (None, Some(errors::Kind::Error(m))) => Outcome::ScriptError(at(&m)),
     }
 }
 
