@@ -142,3 +142,70 @@ check("the stop was caught", caught);
     }
     assert!(r.passed(2), "the next lab runs: {}", r.context());
 }
+
+// ---- 6: a lab cannot crash the run ----------------------------------------------------
+
+#[test]
+fn a_lab_that_nests_arrays_30000_deep_is_a_lab_error_and_the_next_lab_runs_and_the_reports_are_written(
+) {
+    let labs = Labs::new();
+    let nests = labs.add(
+        "1-nests.rhai",
+        "// Nests arrays 30,000 deep\nlet a = []; for i in 0..30000 { a = [a]; }\ncheck(\"built\", true);\n",
+    );
+    let after = healthy(&labs, "2-after.rhai");
+    let html = labs.dir.path().join("report.html");
+    let r = run(
+        &["--timeout", "5", "--html", html.to_str().unwrap()],
+        &[nests, after],
+    );
+    assert_eq!(r.run.code, 2, "{}", r.context());
+    let (kind, message) = r.outcome(0);
+    assert_eq!(kind, "stopped", "{message}\n{}", r.context());
+    assert!(r.passed(1), "the next lab runs: {}", r.context());
+    let page = std::fs::read_to_string(&html).expect("the HTML report is written");
+    assert!(page.contains("Nests arrays 30,000 deep"), "{page}");
+}
+
+#[test]
+fn values_nested_thousands_deep_are_built_printed_compared_and_dropped_and_lab_functions_refuse_them_past_128_levels(
+) {
+    let labs = Labs::new();
+    let arrays = labs.add(
+        "1-arrays.rhai",
+        r#"// Arrays 2,000 deep, printed and compared
+let a = []; for i in 0..2000 { a = [a]; }
+print(`${a}`.len());
+check("a deep array equals itself", a == a);
+"#,
+    );
+    let curried = labs.add(
+        "2-curried.rhai",
+        r#"// A function pointer curried 50,000 deep
+let f = Fn("x"); for i in 0..50000 { f = Fn("x").curry(take(f)); }
+check("the chain is built (and dropped with the lab)", true);
+"#,
+    );
+    let noted = labs.add(
+        "3-noted.rhai",
+        "// A note of an array 200 deep\nlet a = []; for i in 0..200 { a = [a]; }\nnote(a);\n",
+    );
+    let compared = labs.add(
+        "4-compared.rhai",
+        "// assert_eq of an array 200 deep\nlet a = []; for i in 0..200 { a = [a]; }\nassert_eq(a, a, \"same\");\n",
+    );
+    let after = healthy(&labs, "5-after.rhai");
+    let r = run(&[], &[arrays, curried, noted, compared, after]);
+    assert_eq!(r.run.code, 2, "{}", r.context());
+    assert!(r.passed(0), "{}", r.context());
+    assert!(r.passed(1), "{}", r.context());
+    for lab in [2, 3] {
+        let (kind, message) = r.outcome(lab);
+        assert_eq!(kind, "script_error", "{message}");
+        assert!(
+            message.contains("nests arrays or maps more than 128 levels deep"),
+            "{message}"
+        );
+    }
+    assert!(r.passed(4), "the next lab runs: {}", r.context());
+}

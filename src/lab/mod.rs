@@ -13,6 +13,7 @@ mod imports;
 pub mod memory;
 pub mod redis_guard;
 pub mod report;
+mod thread;
 
 use anyhow::Context;
 use rhai::Engine;
@@ -176,41 +177,38 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: &Limits) -> 
     let deadline = Instant::now() + limits.timeout;
     let thread_limits = limits.clone();
     // The context is built on the lab thread and never leaves it.
-    let spawned = std::thread::Builder::new()
-        .name("lab".into())
-        .spawn(move || {
-            // Lab functions create timers and tasks: give this thread the runtime's context.
-            let _runtime_context = runtime.enter();
-            let folder = file_owned
-                .parent()
-                .map(Path::to_path_buf)
+    let spawned = thread::spawn(limits.max_memory_mb, move || {
+        // Lab functions create timers and tasks: give this thread the runtime's context.
+        let _runtime_context = runtime.enter();
+        let folder = file_owned
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let ctx = Rc::new(LabContext::new(
+            services,
+            runtime.clone(),
+            deadline,
+            thread_limits.reach.clone(),
+            folder,
+        ));
+        let run =
+            std::panic::AssertUnwindSafe(|| execute(&ctx, &file_owned, &source, &thread_limits));
+        let outcome = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            let ctx = Rc::new(LabContext::new(
-                services,
-                runtime.clone(),
-                deadline,
-                thread_limits.reach.clone(),
-                folder,
-            ));
-            let run = std::panic::AssertUnwindSafe(|| {
-                execute(&ctx, &file_owned, &source, &thread_limits)
-            });
-            let outcome = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                Outcome::ScriptError(format!(
-                    "{}: internal error (please report): {message}",
-                    file_owned.display()
-                ))
-            });
-            context::leave();
-            ctx.close();
-            let record = ctx.record.borrow().clone();
-            let _ = done_tx.send((outcome, record));
+            Outcome::ScriptError(format!(
+                "{}: internal error (please report): {message}",
+                file_owned.display()
+            ))
         });
+        context::leave();
+        ctx.close();
+        let record = ctx.record.borrow().clone();
+        let _ = done_tx.send((outcome, record));
+    });
     if let Err(e) = spawned {
         let outcome = Outcome::ScriptError(format!("starting the lab thread: {e}"));
         return report(header, LabRecord::default(), outcome);
