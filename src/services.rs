@@ -246,8 +246,8 @@ impl Services {
         self.servers.iter().find(|s| s.name == name)
     }
 
-    /// The fresh state every lab starts from: no request or background work of the last
-    /// lab still running, managed processes running and resumed, Redis emptied with every
+    /// The fresh state every lab starts from: no request of the last lab still running and
+    /// its background work cancelled, managed processes running and resumed, Redis emptied with every
     /// setting as it was at start, the users table rebuilt from schema.sql and users.json,
     /// the servers' sessions renewed, knobs at defaults, counters at zero.
     ///
@@ -255,6 +255,11 @@ impl Services {
     /// on an external database without `--reset-data` the table is left as it is. A
     /// managed server that cannot be brought back by commands is restarted.
     pub async fn reset(&self) -> anyhow::Result<()> {
+        // The last lab's background work is cancelled, not waited out: a second DEL due
+        // in 5 s must not land in this lab.
+        for server in &self.servers {
+            server.backend.end_lab_scope();
+        }
         for server in &self.servers {
             server.settle(Duration::from_secs(3)).await;
         }

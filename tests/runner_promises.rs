@@ -209,3 +209,53 @@ check("the chain is built (and dropped with the lab)", true);
     }
     assert!(r.passed(4), "the next lab runs: {}", r.context());
 }
+
+// ---- 8: nothing a lab scheduled outlives it ------------------------------------------
+
+#[test]
+fn a_second_delete_or_a_shared_read_scheduled_by_one_lab_does_not_reach_the_next_lab() {
+    let labs = Labs::new();
+    let schedules_a_delete = labs.add(
+        "1-schedules-a-delete.rhai",
+        r#"// Schedules a second DEL of user:4 five seconds out
+set_invalidation("double-delete");
+set_double_delete_ms(5000);
+check("the PUT is acknowledged", http_put("/users/4", #{name: "Scheduled"}).status == 200);
+"#,
+    );
+    let keeps_its_key = labs.add(
+        "2-keeps-its-key.rhai",
+        r#"// Caches user:4 and finds it still cached 6 s later
+check("the first read fills the cache", http_get("/users/4").cache == "MISS");
+sleep(6000);
+check("user:4 is still cached 6 s in (no DEL from the last lab)", redis_get("user:4") != ());
+"#,
+    );
+    let leaves_a_slow_read = labs.add(
+        "3-leaves-a-slow-read.rhai",
+        r#"// Leaves a shared read of user:5 that fills the cache 6 s out
+set_protection("singleflight");
+set_db_delay(6000);
+check("the PUT is acknowledged", http_put("/users/5", #{name: "From the last lab"}).status == 200);
+http_get_async("/users/5");
+sleep(300);
+"#,
+    );
+    let sees_no_fill = labs.add(
+        "4-sees-no-fill.rhai",
+        r#"// Finds user:5 never filled by the last lab's read
+sleep(7000);
+check("user:5 is not cached (no fill from the last lab)", redis_get("user:5") == ());
+"#,
+    );
+    let r = run(
+        &[],
+        &[
+            schedules_a_delete,
+            keeps_its_key,
+            leaves_a_slow_read,
+            sees_no_fill,
+        ],
+    );
+    assert_eq!(r.run.code, 0, "{}", r.context());
+}
