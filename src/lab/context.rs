@@ -50,6 +50,41 @@ pub enum Pending {
     ),
 }
 
+/// A process `pause()` froze: its pid and start time.
+type FrozenProcess = (u32, u64);
+
+/// Processes `pause()` froze, continued once: by its timer, or when the lab ends if that
+/// comes first, so no timer outlives its lab and none continues a pid that has since been
+/// handed to another process (each is known by its start time too).
+#[derive(Clone)]
+pub struct Frozen {
+    /// `"redis"`, `"redis:N"` or `"postgres"`.
+    target: String,
+    /// Each process by pid and start time; `None` once continued.
+    pids: Arc<std::sync::Mutex<Option<Vec<FrozenProcess>>>>,
+}
+
+impl Frozen {
+    /// Still frozen: not continued yet, and one of its processes still runs (a stop
+    /// ends a frozen process)?
+    fn is_frozen(&self) -> bool {
+        let pids = self.pids.lock().unwrap_or_else(|p| p.into_inner());
+        pids.iter()
+            .flatten()
+            .any(|&(pid, started)| crate::stack::child::start_time(pid) == Some(started))
+    }
+
+    /// SIGCONT the processes' trees, unless that was done already.
+    fn thaw(&self) {
+        let pids = self.pids.lock().unwrap_or_else(|p| p.into_inner()).take();
+        for (pid, started) in pids.into_iter().flatten() {
+            if crate::stack::child::start_time(pid) == Some(started) {
+                crate::stack::child::signal_tree(pid, libc::SIGCONT);
+            }
+        }
+    }
+}
+
 /// What a lab may reach beyond cachelab's own servers.
 #[derive(Debug, Clone, Default)]
 pub struct Reach {
@@ -87,6 +122,8 @@ pub struct LabContext {
     pub shapes: RefCell<HashMap<&'static str, Vec<String>>>,
     /// The history of the last load run with `history: true`.
     pub last_history: RefCell<Vec<crate::load::history::Op>>,
+    /// What `pause()` froze, continued at the latest when the lab ends.
+    pub frozen: RefCell<Vec<Frozen>>,
 }
 
 thread_local! {
@@ -155,6 +192,7 @@ impl LabContext {
             db: RefCell::new(db),
             shapes: RefCell::new(HashMap::new()),
             last_history: RefCell::new(Vec::new()),
+            frozen: RefCell::new(Vec::new()),
         }
     }
 
@@ -351,9 +389,45 @@ impl LabContext {
             .map_err(|e| lab_error(format!("save_history: {}: {e}", path.display())))
     }
 
-    /// End everything the lab started: loads and requests in the background, its Redis
-    /// connection and Postgres session.
+    /// SIGSTOP the process trees of `pids` (a managed `target`) and SIGCONT them after
+    /// `pause_for`, or when the lab ends if that is sooner.
+    pub fn freeze(&self, target: &str, pids: Vec<u32>, pause_for: Duration) {
+        let known: Vec<FrozenProcess> = pids
+            .iter()
+            .filter_map(|&pid| Some((pid, crate::stack::child::start_time(pid)?)))
+            .collect();
+        for &(pid, _) in &known {
+            crate::stack::child::signal_tree(pid, libc::SIGSTOP);
+        }
+        let frozen = Frozen {
+            target: target.to_string(),
+            pids: Arc::new(std::sync::Mutex::new(Some(known))),
+        };
+        let (timer, lab_ended) = (frozen.clone(), self.cancel.clone());
+        self.runtime.spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(pause_for) => timer.thaw(),
+                // `close` has continued them already.
+                _ = lab_ended.cancelled() => {}
+            }
+        });
+        self.frozen.borrow_mut().push(frozen);
+    }
+
+    /// Is a process of `target` (`"redis"` matches every Redis node) frozen by `pause()`
+    /// right now?
+    pub fn is_frozen(&self, target: &str) -> bool {
+        self.frozen.borrow().iter().any(|f| {
+            f.is_frozen() && (f.target == target || f.target.starts_with(&format!("{target}:")))
+        })
+    }
+
+    /// End everything the lab started: processes it froze (continued at once), loads and
+    /// requests in the background, its Redis connection and Postgres session.
     pub fn close(&self) {
+        for frozen in self.frozen.borrow_mut().drain(..) {
+            frozen.thaw();
+        }
         self.cancel.cancel();
         for (_, pending) in self.pending.borrow_mut().drain() {
             match pending {
