@@ -101,6 +101,9 @@ pub struct Services {
     pub knobs: Arc<Knobs>,
     pub servers: Vec<StrategyServer>,
     pub stack: StackInfo,
+    /// The bound on every Postgres call of the servers (`--db-timeout-ms`); a lab's
+    /// `db_get` is bounded alike.
+    pub db_timeout: Duration,
     /// The stack's processes, for process faults and for reviving them in a reset.
     pub processes: SharedStack,
     /// The fault proxies the servers reach Redis and Postgres through (labs only).
@@ -276,6 +279,7 @@ impl Services {
             processes,
             faults,
             redis_config,
+            db_timeout: options.db_timeout,
         })
     }
 

@@ -408,3 +408,61 @@ check(`after heal() the second read hits (${missed} of 5 did not)`, missed == 0)
     let r = run(&[], &[lab]);
     assert_eq!(r.run.code, 0, "{}", r.context());
 }
+
+// ---- Also: db_get on a frozen Postgres, save_history into a planted file ---------------
+
+#[test]
+fn db_get_on_a_paused_postgres_is_a_lab_error_within_the_servers_bound_not_a_wait_until_the_timeout(
+) {
+    let labs = Labs::new();
+    let lab = labs.add(
+        "1-db-get-paused.rhai",
+        r#"// db_get while Postgres is paused
+pause("postgres", 20000);
+let error = "";
+try { db_get(1); } catch (e) { error = `${e}`; }
+check(`db_get fails naming the bound (${error})`, error.contains("db_get: Postgres did not answer within 2000 ms"));
+"#,
+    );
+    let after = healthy(&labs, "2-after.rhai");
+    let r = run(&["--timeout", "8"], &[lab, after]);
+    assert_eq!(r.run.code, 0, "{}", r.context());
+}
+
+#[test]
+fn save_history_refuses_a_symlink_or_a_fifo_planted_in_the_history_dir_and_writes_a_plain_file() {
+    let labs = Labs::new();
+    let history = labs.dir.path().join("history");
+    std::fs::create_dir(&history).unwrap();
+    let outside = labs.dir.path().join("outside.txt");
+    std::fs::write(&outside, "keep me\n").unwrap();
+    std::os::unix::fs::symlink(&outside, history.join("planted.jsonl")).unwrap();
+    let fifo = std::ffi::CString::new(history.join("fifo.jsonl").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let lab = labs.add(
+        "history.rhai",
+        r#"// Saves a history over a planted symlink and a FIFO
+load(#{path: "/users/{id}", ids: [1, 5], n: 20, c: 2, history: true});
+for name in ["planted.jsonl", "fifo.jsonl"] {
+    let error = "";
+    try { save_history(name); } catch (e) { error = `${e}`; }
+    check(`save_history(${name}) is refused (${error})`, error.contains("refusing"));
+}
+save_history("kept.jsonl");
+"#,
+    );
+    let r = run(
+        &[
+            "--timeout",
+            "10",
+            "--history-dir",
+            history.to_str().unwrap(),
+        ],
+        &[lab],
+    );
+    assert_eq!(r.run.code, 0, "{}", r.context());
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep me\n");
+    let kept = std::fs::read_to_string(history.join("kept.jsonl")).unwrap();
+    assert!(kept.lines().count() >= 20, "{kept}");
+}

@@ -126,6 +126,32 @@ pub struct LabContext {
     pub frozen: RefCell<Vec<Frozen>>,
 }
 
+/// Create or replace the regular file at `path`, never following a symlink planted there
+/// (it could point anywhere the user may write) and never opening anything but a regular
+/// file (a FIFO would block the lab, a device would take the history).
+fn create_plain_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::other("a symlink is there; refusing to follow it"),
+            Some(libc::ENXIO) => {
+                std::io::Error::other("not a regular file; refusing to write to it")
+            }
+            _ => e,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file; refusing to write to it",
+        ));
+    }
+    file.set_len(0)?;
+    Ok(file)
+}
+
 thread_local! {
     static CURRENT: RefCell<Option<Rc<LabContext>>> = const { RefCell::new(None) };
 }
@@ -325,6 +351,16 @@ impl LabContext {
         Ok(conn)
     }
 
+    /// Drop the lab's Postgres session (stuck, or broken); the next call opens another.
+    pub fn renew_db(&self) {
+        let db = LabDb::new(
+            self.services.stack.database_lab_url.clone(),
+            !self.services.stack.may_reset_data,
+            !self.services.stack.postgres_managed,
+        );
+        drop(std::mem::replace(&mut *self.db.borrow_mut(), db));
+    }
+
     /// Drop the lab's Redis connection (it died); the next call opens another.
     pub fn forget_redis(&self) {
         self.redis.borrow_mut().take();
@@ -383,7 +419,7 @@ impl LabContext {
             ));
         }
         let path = dir.join(name);
-        let file = std::fs::File::create(&path)
+        let file = create_plain_file(&path)
             .map_err(|e| lab_error(format!("save_history: {}: {e}", path.display())))?;
         crate::load::history::write_jepsen(&history, file)
             .map_err(|e| lab_error(format!("save_history: {}: {e}", path.display())))
