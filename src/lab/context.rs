@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::convert::{lab_error, LabResult};
+use super::frozen::Frozen;
 use super::report::{Event, LabRecord};
 use crate::services::Services;
 use crate::store::lab::LabDb;
@@ -48,41 +49,6 @@ pub enum Pending {
         JoinHandle<(serde_json::Value, Vec<crate::load::history::Op>)>,
         String,
     ),
-}
-
-/// A process `pause()` froze: its pid and start time.
-type FrozenProcess = (u32, u64);
-
-/// Processes `pause()` froze, continued once: by its timer, or when the lab ends if that
-/// comes first, so no timer outlives its lab and none continues a pid that has since been
-/// handed to another process (each is known by its start time too).
-#[derive(Clone)]
-pub struct Frozen {
-    /// `"redis"`, `"redis:N"` or `"postgres"`.
-    target: String,
-    /// Each process by pid and start time; `None` once continued.
-    pids: Arc<std::sync::Mutex<Option<Vec<FrozenProcess>>>>,
-}
-
-impl Frozen {
-    /// Still frozen: not continued yet, and one of its processes still runs (a stop
-    /// ends a frozen process)?
-    fn is_frozen(&self) -> bool {
-        let pids = self.pids.lock().unwrap_or_else(|p| p.into_inner());
-        pids.iter()
-            .flatten()
-            .any(|&(pid, started)| crate::stack::child::start_time(pid) == Some(started))
-    }
-
-    /// SIGCONT the processes' trees, unless that was done already.
-    fn thaw(&self) {
-        let pids = self.pids.lock().unwrap_or_else(|p| p.into_inner()).take();
-        for (pid, started) in pids.into_iter().flatten() {
-            if crate::stack::child::start_time(pid) == Some(started) {
-                crate::stack::child::signal_tree(pid, libc::SIGCONT);
-            }
-        }
-    }
 }
 
 /// What a lab may reach beyond cachelab's own servers.
@@ -428,34 +394,15 @@ impl LabContext {
     /// SIGSTOP the process trees of `pids` (a managed `target`) and SIGCONT them after
     /// `pause_for`, or when the lab ends if that is sooner.
     pub fn freeze(&self, target: &str, pids: Vec<u32>, pause_for: Duration) {
-        let known: Vec<FrozenProcess> = pids
-            .iter()
-            .filter_map(|&pid| Some((pid, crate::stack::child::start_time(pid)?)))
-            .collect();
-        for &(pid, _) in &known {
-            crate::stack::child::signal_tree(pid, libc::SIGSTOP);
-        }
-        let frozen = Frozen {
-            target: target.to_string(),
-            pids: Arc::new(std::sync::Mutex::new(Some(known))),
-        };
-        let (timer, lab_ended) = (frozen.clone(), self.cancel.clone());
-        self.runtime.spawn(async move {
-            tokio::select! {
-                _ = tokio::time::sleep(pause_for) => timer.thaw(),
-                // `close` has continued them already.
-                _ = lab_ended.cancelled() => {}
-            }
-        });
+        let frozen = Frozen::stop(target, &pids);
+        frozen.thaw_after(pause_for, self.cancel.clone());
         self.frozen.borrow_mut().push(frozen);
     }
 
     /// Is a process of `target` (`"redis"` matches every Redis node) frozen by `pause()`
     /// right now?
     pub fn is_frozen(&self, target: &str) -> bool {
-        self.frozen.borrow().iter().any(|f| {
-            f.is_frozen() && (f.target == target || f.target.starts_with(&format!("{target}:")))
-        })
+        self.frozen.borrow().iter().any(|f| f.holds(target))
     }
 
     /// End everything the lab started: processes it froze (continued at once), loads and

@@ -9,6 +9,7 @@ pub mod api;
 mod context;
 mod convert;
 mod errors;
+mod frozen;
 mod imports;
 pub mod memory;
 pub mod redis_guard;
