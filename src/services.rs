@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 
 use crate::cache::{Cache, RedisConn, RedisTarget, DEFAULT_REDIS_TIMEOUT};
 use crate::knobs::{Knobs, Settings};
@@ -19,6 +20,43 @@ use crate::strategy::{Backend, StrategyEntry, REGISTRY};
 
 /// The stack, shared with the labs that stop and start its processes.
 pub type SharedStack = Arc<Mutex<Stack>>;
+
+/// How long the servers may take to use Redis or Postgres again after a stack change (a
+/// restart, a start, a heal, the per-lab reset) before that is an error naming what did
+/// not come back.
+pub const RECONNECT_BOUND: Duration = Duration::from_secs(3);
+
+/// Which of the servers' connections must work again.
+#[derive(Debug, Clone, Copy)]
+pub struct Reconnect {
+    pub redis: bool,
+    pub postgres: bool,
+}
+
+impl Reconnect {
+    pub const BOTH: Self = Self {
+        redis: true,
+        postgres: true,
+    };
+    pub const REDIS: Self = Self {
+        redis: true,
+        postgres: false,
+    };
+    pub const POSTGRES: Self = Self {
+        redis: false,
+        postgres: true,
+    };
+}
+
+/// The Redis nodes running now, as far as a wait for the servers is concerned.
+enum RunningRedis {
+    /// Every node (or an external Redis, which is assumed to run).
+    All,
+    /// Some masters of a managed cluster (`host:port`), the others stopped by a lab.
+    Only(Vec<String>),
+    /// A managed Redis a lab stopped: nothing to reconnect to.
+    None,
+}
 
 /// How to host the servers.
 #[derive(Debug, Clone)]
@@ -63,6 +101,9 @@ pub struct Services {
     pub knobs: Arc<Knobs>,
     pub servers: Vec<StrategyServer>,
     pub stack: StackInfo,
+    /// The bound on every Postgres call of the servers (`--db-timeout-ms`); a lab's
+    /// `db_get` is bounded alike.
+    pub db_timeout: Duration,
     /// The stack's processes, for process faults and for reviving them in a reset.
     pub processes: SharedStack,
     /// The fault proxies the servers reach Redis and Postgres through (labs only).
@@ -238,6 +279,7 @@ impl Services {
             processes,
             faults,
             redis_config,
+            db_timeout: options.db_timeout,
         })
     }
 
@@ -246,8 +288,8 @@ impl Services {
         self.servers.iter().find(|s| s.name == name)
     }
 
-    /// The fresh state every lab starts from: no request or background work of the last
-    /// lab still running, managed processes running and resumed, Redis emptied with every
+    /// The fresh state every lab starts from: no request of the last lab still running and
+    /// its background work cancelled, managed processes running and resumed, Redis emptied with every
     /// setting as it was at start, the users table rebuilt from schema.sql and users.json,
     /// the servers' sessions renewed, knobs at defaults, counters at zero.
     ///
@@ -255,6 +297,11 @@ impl Services {
     /// on an external database without `--reset-data` the table is left as it is. A
     /// managed server that cannot be brought back by commands is restarted.
     pub async fn reset(&self) -> anyhow::Result<()> {
+        // The last lab's background work is cancelled, not waited out: a second DEL due
+        // in 5 s must not land in this lab.
+        for server in &self.servers {
+            server.backend.end_lab_scope();
+        }
         for server in &self.servers {
             server.settle(Duration::from_secs(3)).await;
         }
@@ -265,6 +312,8 @@ impl Services {
         if let Some(faults) = &self.faults {
             faults.heal_all();
         }
+        // Continued before anything else: a frozen process cannot be flushed, stopped
+        // cleanly or restarted.
         self.with_processes(|stack| {
             stack.resume_all();
             stack.revive()
@@ -275,18 +324,7 @@ impl Services {
                 return Err(e);
             }
             tracing::info!("restarting the managed Redis: {e:#}");
-            self.with_processes(|stack| {
-                if let Some(cluster) = stack.managed_cluster() {
-                    for i in 0..cluster.nodes().len() {
-                        cluster.stop_node(i);
-                    }
-                    return cluster.revive().map(drop);
-                }
-                let redis = stack.managed_redis().expect("managed");
-                redis.stop();
-                redis.start_again()
-            })
-            .await?;
+            self.restart_redis().await?;
             self.reset_redis().await?;
         }
         if let Err(e) = self.reset_postgres().await {
@@ -294,22 +332,141 @@ impl Services {
                 return Err(e);
             }
             tracing::info!("restarting the managed Postgres: {e:#}");
-            self.with_processes(|stack| {
-                let pg = stack.managed_postgres().expect("managed");
-                pg.stop();
-                pg.start_again()
-            })
-            .await?;
+            self.restart_postgres().await?;
             self.reset_postgres().await?;
         }
-        self.store.renew_sessions();
-        self.cache.recheck(Duration::from_secs(2)).await;
+        // The servers' own connections are tested last, through the connection and
+        // breaker they use: a stale connection left by a restart is replaced now, not by
+        // the lab's first request (which would open the breaker and skip the cache).
+        if let Err(e) = self.reconnect_servers(Reconnect::BOTH).await {
+            let managed = self.stack.redis_managed && self.stack.postgres_managed;
+            if !managed {
+                return Err(e);
+            }
+            tracing::info!("restarting the managed Redis and Postgres: {e:#}");
+            self.restart_redis().await?;
+            self.restart_postgres().await?;
+            self.reset_redis().await?;
+            self.reset_postgres().await?;
+            self.reconnect_servers(Reconnect::BOTH)
+                .await
+                .context("after restarting Redis and Postgres")?;
+        }
         self.knobs.reset();
         for server in &self.servers {
             server.backend.counters.reset();
         }
         drop(quiet);
         Ok(())
+    }
+
+    /// Wait (at most `RECONNECT_BOUND`) until the servers can use Redis and/or Postgres
+    /// again: every running Redis node answers a PING through the servers' own connection
+    /// (which closes its breaker), and a fresh session from the servers' Postgres pool
+    /// answers a query. A managed process a lab stopped is not waited for. The error names
+    /// what did not come back.
+    pub async fn reconnect_servers(&self, what: Reconnect) -> anyhow::Result<()> {
+        let deadline = Instant::now() + RECONNECT_BOUND;
+        let mut missing = Vec::new();
+        if what.redis {
+            let only = match self.running_redis().await? {
+                RunningRedis::All => Some(None),
+                RunningRedis::Only(nodes) => Some(Some(nodes)),
+                RunningRedis::None => None,
+            };
+            if let Some(only) = only {
+                if let Err(nodes) = self.cache.reconnect(deadline, only.as_deref()).await {
+                    missing.extend(nodes);
+                }
+            }
+        }
+        if what.postgres && self.postgres_runs().await? {
+            // Idle sessions may have been cut by a restart: open fresh ones.
+            self.store.renew_sessions();
+            loop {
+                match tokio::time::timeout_at(deadline, self.store.ping()).await {
+                    Ok(Ok(())) => break,
+                    _ if Instant::now() >= deadline => {
+                        missing.push("Postgres".to_string());
+                        break;
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(10)).await,
+                }
+            }
+        }
+        if !missing.is_empty() {
+            anyhow::bail!(
+                "the servers could not reach {} again within {} s",
+                missing.join(" and "),
+                RECONNECT_BOUND.as_secs()
+            );
+        }
+        Ok(())
+    }
+
+    /// Which Redis nodes are running (managed), or all (external).
+    async fn running_redis(&self) -> anyhow::Result<RunningRedis> {
+        if !self.stack.redis_managed {
+            return Ok(RunningRedis::All);
+        }
+        self.with_processes(|stack| {
+            if let Some(redis) = stack.managed_redis() {
+                return Ok(if redis.is_running() {
+                    RunningRedis::All
+                } else {
+                    RunningRedis::None
+                });
+            }
+            let Some(cluster) = stack.managed_cluster() else {
+                return Ok(RunningRedis::All);
+            };
+            let nodes = cluster.nodes();
+            let running: Vec<String> = (0..nodes.len())
+                .filter(|&i| cluster.is_running(i))
+                .map(|i| format!("127.0.0.1:{}", nodes[i].port))
+                .collect();
+            Ok(match running.len() {
+                0 => RunningRedis::None,
+                n if n == nodes.len() => RunningRedis::All,
+                _ => RunningRedis::Only(running),
+            })
+        })
+        .await
+    }
+
+    /// Is Postgres running (managed), or assumed to (external)?
+    async fn postgres_runs(&self) -> anyhow::Result<bool> {
+        if !self.stack.postgres_managed {
+            return Ok(true);
+        }
+        self.with_processes(|stack| Ok(stack.managed_postgres().is_some_and(|p| p.is_running())))
+            .await
+    }
+
+    /// Stop and start the managed Redis (every node of a cluster).
+    async fn restart_redis(&self) -> anyhow::Result<()> {
+        self.with_processes(|stack| {
+            if let Some(cluster) = stack.managed_cluster() {
+                for i in 0..cluster.nodes().len() {
+                    cluster.stop_node(i);
+                }
+                return cluster.revive().map(drop);
+            }
+            let redis = stack.managed_redis().context("no managed Redis")?;
+            redis.stop();
+            redis.start_again()
+        })
+        .await
+    }
+
+    /// Stop and start the managed Postgres.
+    async fn restart_postgres(&self) -> anyhow::Result<()> {
+        self.with_processes(|stack| {
+            let pg = stack.managed_postgres().context("no managed Postgres")?;
+            pg.stop();
+            pg.start_again()
+        })
+        .await
     }
 
     /// Run blocking work on the stack's processes off the async threads.

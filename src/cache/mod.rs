@@ -32,6 +32,9 @@ use breakers::{Breakers, Picked};
 /// A quiet spell this long ends a burst of Redis error replies.
 const BURST_GAP: Duration = Duration::from_secs(5);
 
+/// How often `reconnect` asks a node that did not answer again.
+const RECONNECT_EVERY: Duration = Duration::from_millis(10);
+
 /// How long a Redis call may take unless `--redis-timeout` says otherwise.
 pub const DEFAULT_REDIS_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -149,24 +152,61 @@ impl Cache {
             .any(|p| p.breaker.is_open())
     }
 
-    /// If Redis was found down, ask it again now: the per-lab reset must not leave the
-    /// next lab skipping a Redis that is back (its probe may be sleeping, or may have
-    /// failed under a fault the reset just healed). On a cluster the slot map is read
-    /// again too (a restarted node may serve other slots).
-    pub async fn recheck(&self, bound: Duration) {
-        let _ = tokio::time::timeout(bound, async {
-            for picked in self.shared.breakers.all() {
-                if picked.breaker.is_open() && self.ping_node(&picked).await.is_ok() {
-                    picked.breaker.close();
-                }
-            }
-        })
-        .await;
-        if self.shared.breakers.claim_refresh() {
-            // Not under the bound: a read cut short would leave the refresh claimed.
-            let cache = self.clone();
-            tokio::spawn(async move { cache.learn_slots().await });
+    /// Make the servers' connection usable again after Redis restarted, came back or was
+    /// healed: PING each node through the servers' own connection until it answers (the
+    /// first PING on a stale connection fails, and the connection replaces it), then close
+    /// that node's breaker, so the next request uses the cache instead of opening the
+    /// breaker on the dead connection. On a cluster the slot map is read again first (a
+    /// restarted node may serve other slots) and only the masters named in `only` are
+    /// waited for (`None`: every one). Gives up at `deadline`, returning the nodes that
+    /// did not answer ("Redis" for a single node).
+    pub async fn reconnect(
+        &self,
+        deadline: tokio::time::Instant,
+        only: Option<&[String]>,
+    ) -> Result<(), Vec<String>> {
+        if self.conn.is_cluster() {
+            let _ = tokio::time::timeout_at(deadline, self.learn_slots()).await;
         }
+        let mut missing = Vec::new();
+        for picked in self.shared.breakers.all() {
+            let waited_for = match (&picked.node, only) {
+                (Some(node), Some(only)) => only.iter().any(|n| **n == **node),
+                // The breaker standing for a whole cluster: PING reaches every master.
+                (None, Some(_)) => false,
+                (_, None) => true,
+            };
+            if !waited_for {
+                continue;
+            }
+            loop {
+                let answer = tokio::time::timeout_at(deadline, self.ping_node(&picked)).await;
+                if let Ok(Ok(())) = answer {
+                    picked.breaker.close();
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    missing.push(
+                        picked.node.as_deref().map_or_else(
+                            || "Redis".to_string(),
+                            |node| format!("Redis node {node}"),
+                        ),
+                    );
+                    break;
+                }
+                tokio::time::sleep(RECONNECT_EVERY).await;
+            }
+        }
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        // Every master waited for answers: calls with no key may go to the cluster again.
+        for picked in self.shared.breakers.all() {
+            if picked.node.is_none() {
+                picked.breaker.close();
+            }
+        }
+        Ok(())
     }
 
     /// Read which master serves which slot (a cluster; nothing to do on one Redis).

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::convert::{lab_error, LabResult};
+use super::frozen::Frozen;
 use super::report::{Event, LabRecord};
 use crate::services::Services;
 use crate::store::lab::LabDb;
@@ -87,6 +88,34 @@ pub struct LabContext {
     pub shapes: RefCell<HashMap<&'static str, Vec<String>>>,
     /// The history of the last load run with `history: true`.
     pub last_history: RefCell<Vec<crate::load::history::Op>>,
+    /// What `pause()` froze, continued at the latest when the lab ends.
+    pub frozen: RefCell<Vec<Frozen>>,
+}
+
+/// Create or replace the regular file at `path`, never following a symlink planted there
+/// (it could point anywhere the user may write) and never opening anything but a regular
+/// file (a FIFO would block the lab, a device would take the history).
+fn create_plain_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::other("a symlink is there; refusing to follow it"),
+            Some(libc::ENXIO) => {
+                std::io::Error::other("not a regular file; refusing to write to it")
+            }
+            _ => e,
+        })?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file; refusing to write to it",
+        ));
+    }
+    file.set_len(0)?;
+    Ok(file)
 }
 
 thread_local! {
@@ -104,10 +133,17 @@ pub fn leave() {
 }
 
 /// Run `f` with the current lab. Outside a lab (impossible in `cachelab run`) it is an error.
+///
+/// A lab that was stopped (its deadline passed, an assert failed, Ctrl-C) gets the stop
+/// again from every lab function it calls: nothing it does after the stop — a check
+/// least of all — can count.
 pub fn with<R>(f: impl FnOnce(&LabContext) -> LabResult<R>) -> LabResult<R> {
     let ctx = CURRENT.with(|c| c.borrow().clone());
     match ctx {
-        Some(ctx) => f(&ctx),
+        Some(ctx) => {
+            ctx.still_running()?;
+            f(&ctx)
+        }
         None => Err(lab_error(
             "lab functions can only be called while a lab runs",
         )),
@@ -148,6 +184,7 @@ impl LabContext {
             db: RefCell::new(db),
             shapes: RefCell::new(HashMap::new()),
             last_history: RefCell::new(Vec::new()),
+            frozen: RefCell::new(Vec::new()),
         }
     }
 
@@ -166,15 +203,38 @@ impl LabContext {
         outcome.map_err(|halt| self.halt_with(halt))
     }
 
-    /// Record why the lab stops and return the error that unwinds the script.
+    /// Record why the lab stops and return the error that unwinds the script. It is a
+    /// termination, which Rhai's `try` does not catch: a stopped lab cannot catch its stop
+    /// and go on to pass.
     pub fn halt_with(&self, halt: Halt) -> Box<rhai::EvalAltResult> {
-        let message = match &halt {
+        let first = self.halt.borrow_mut().get_or_insert(halt).clone();
+        let message = match first {
             Halt::Assert(m) => format!("assert failed: {m}"),
             Halt::Timeout => "the lab ran past its --timeout".to_string(),
             Halt::Interrupted => "interrupted".to_string(),
         };
-        self.halt.borrow_mut().get_or_insert(halt);
-        lab_error(message)
+        Box::new(rhai::EvalAltResult::ErrorTerminated(
+            message.into(),
+            rhai::Position::NONE,
+        ))
+    }
+
+    /// The stop, if the lab was stopped or its deadline has passed (or Ctrl-C came).
+    fn still_running(&self) -> LabResult<()> {
+        let halt = self.halt.borrow().clone();
+        let halt = halt.or_else(|| {
+            if crate::shutdown::requested() {
+                Some(Halt::Interrupted)
+            } else if Instant::now() >= self.deadline {
+                Some(Halt::Timeout)
+            } else {
+                None
+            }
+        });
+        match halt {
+            Some(halt) => Err(self.halt_with(halt)),
+            None => Ok(()),
+        }
     }
 
     /// The base URL of the current strategy's server.
@@ -257,6 +317,16 @@ impl LabContext {
         Ok(conn)
     }
 
+    /// Drop the lab's Postgres session (stuck, or broken); the next call opens another.
+    pub fn renew_db(&self) {
+        let db = LabDb::new(
+            self.services.stack.database_lab_url.clone(),
+            !self.services.stack.may_reset_data,
+            !self.services.stack.postgres_managed,
+        );
+        drop(std::mem::replace(&mut *self.db.borrow_mut(), db));
+    }
+
     /// Drop the lab's Redis connection (it died); the next call opens another.
     pub fn forget_redis(&self) {
         self.redis.borrow_mut().take();
@@ -315,15 +385,32 @@ impl LabContext {
             ));
         }
         let path = dir.join(name);
-        let file = std::fs::File::create(&path)
+        let file = create_plain_file(&path)
             .map_err(|e| lab_error(format!("save_history: {}: {e}", path.display())))?;
         crate::load::history::write_jepsen(&history, file)
             .map_err(|e| lab_error(format!("save_history: {}: {e}", path.display())))
     }
 
-    /// End everything the lab started: loads and requests in the background, its Redis
-    /// connection and Postgres session.
+    /// SIGSTOP the process trees of `pids` (a managed `target`) and SIGCONT them after
+    /// `pause_for`, or when the lab ends if that is sooner.
+    pub fn freeze(&self, target: &str, pids: Vec<u32>, pause_for: Duration) {
+        let frozen = Frozen::stop(target, &pids);
+        frozen.thaw_after(pause_for, self.cancel.clone());
+        self.frozen.borrow_mut().push(frozen);
+    }
+
+    /// Is a process of `target` (`"redis"` matches every Redis node) frozen by `pause()`
+    /// right now?
+    pub fn is_frozen(&self, target: &str) -> bool {
+        self.frozen.borrow().iter().any(|f| f.holds(target))
+    }
+
+    /// End everything the lab started: processes it froze (continued at once), loads and
+    /// requests in the background, its Redis connection and Postgres session.
     pub fn close(&self) {
+        for frozen in self.frozen.borrow_mut().drain(..) {
+            frozen.thaw();
+        }
         self.cancel.cancel();
         for (_, pending) in self.pending.borrow_mut().drain() {
             match pending {

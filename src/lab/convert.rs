@@ -1,5 +1,9 @@
 //! Values crossing the boundary between Rust and lab scripts: JSON ↔ `Dynamic` in one place,
 //! and the argument checks that name the function and argument a lab got wrong.
+//!
+//! The converters walk a value by recursion, so a value a lab hands in must not nest
+//! deeper than `MAX_DEPTH`: `arg_map`, `arg_array`, `display` and `same_value` refuse one
+//! that does, with a lab error, before anything walks it.
 
 use rhai::{Array, Dynamic, EvalAltResult, Map};
 
@@ -13,6 +17,41 @@ pub fn lab_error(message: impl Into<String>) -> Box<EvalAltResult> {
         message.into(),
         rhai::Position::NONE,
     ))
+}
+
+/// How deep a value handed to a lab function may nest (arrays and maps inside each other):
+/// as deep as serde_json reads JSON. Far deeper than any data a lab works with, and shallow
+/// enough that walking it by recursion costs a few hundred KiB of stack at most.
+pub const MAX_DEPTH: usize = 128;
+
+/// Does `value` nest arrays or maps more than `room` levels deep? Looks no deeper than
+/// `room + 1` levels, so it is safe on a value of any depth.
+fn deeper_than(value: &Dynamic, room: usize) -> bool {
+    if let Ok(array) = value.as_array_ref() {
+        return room == 0 || array.iter().any(|v| deeper_than(v, room - 1));
+    }
+    if let Ok(map) = value.as_map_ref() {
+        return room == 0 || map.values().any(|v| deeper_than(v, room - 1));
+    }
+    false
+}
+
+/// Refuse a value nested deeper than `MAX_DEPTH`, naming the function and argument.
+pub fn within_depth(function: &str, arg: &str, value: &Dynamic) -> LabResult<()> {
+    if deeper_than(value, MAX_DEPTH) {
+        return Err(lab_error(format!(
+            "{function}: argument `{arg}` nests arrays or maps more than {MAX_DEPTH} levels deep; lab functions take values up to {MAX_DEPTH} levels"
+        )));
+    }
+    Ok(())
+}
+
+/// A value for an error message: as Rhai prints it, unless it nests too deep to print.
+pub fn shown(value: &Dynamic) -> String {
+    if deeper_than(value, MAX_DEPTH) {
+        return format!("(a value nested more than {MAX_DEPTH} levels deep)");
+    }
+    value.to_string()
 }
 
 /// JSON → Dynamic (rhai's serde support): numbers to i64 or f64, objects to maps.
@@ -55,7 +94,14 @@ pub fn format_float(f: f64) -> String {
 }
 
 /// A value as a note shows it: floats by `format_float`, containers element by element.
-pub fn display(value: &Dynamic) -> String {
+/// `function` names the lab function in the error for a value nested too deep.
+pub fn display(function: &str, value: &Dynamic) -> LabResult<String> {
+    within_depth(function, "text", value)?;
+    Ok(shallow_display(value))
+}
+
+/// `display` of a value known to be within `MAX_DEPTH`.
+fn shallow_display(value: &Dynamic) -> String {
     if let Ok(f) = value.as_float() {
         return format_float(f);
     }
@@ -88,7 +134,7 @@ fn inner(value: &Dynamic) -> String {
     if value.is_string() {
         format!("{:?}", value.clone().into_string().unwrap_or_default())
     } else {
-        display(value)
+        shallow_display(value)
     }
 }
 
@@ -121,7 +167,7 @@ fn wrong(function: &str, arg: &str, expected: &str, value: &Dynamic) -> Box<Eval
     lab_error(format!(
         "{function}: argument `{arg}` must be {expected}, got {} {}",
         type_name(value),
-        value
+        shown(value)
     ))
 }
 
@@ -168,6 +214,7 @@ pub fn arg_bool(function: &str, arg: &str, value: &Dynamic) -> LabResult<bool> {
 /// A map argument.
 pub fn arg_map(function: &str, arg: &str, value: &Dynamic) -> LabResult<Map> {
     if value.is_map() {
+        within_depth(function, arg, value)?;
         Ok(value.clone().cast::<Map>())
     } else {
         Err(wrong(function, arg, "a map like #{name: \"Ann\"}", value))
@@ -177,6 +224,7 @@ pub fn arg_map(function: &str, arg: &str, value: &Dynamic) -> LabResult<Map> {
 /// An array argument.
 pub fn arg_array(function: &str, arg: &str, value: &Dynamic) -> LabResult<Array> {
     if value.is_array() {
+        within_depth(function, arg, value)?;
         Ok(value.clone().into_array().unwrap_or_default())
     } else {
         Err(wrong(function, arg, "an array", value))
@@ -184,7 +232,10 @@ pub fn arg_array(function: &str, arg: &str, value: &Dynamic) -> LabResult<Array>
 }
 
 /// Equality as a lab author means it: 3 == 3.0, maps and arrays compared by content.
-pub fn same_value(a: &Dynamic, b: &Dynamic) -> bool {
+/// `function` names the lab function in the error for a value nested too deep.
+pub fn same_value(function: &str, a: &Dynamic, b: &Dynamic) -> LabResult<bool> {
+    within_depth(function, "actual", a)?;
+    within_depth(function, "expected", b)?;
     fn norm(v: serde_json::Value) -> serde_json::Value {
         use serde_json::Value;
         match v {
@@ -199,7 +250,7 @@ pub fn same_value(a: &Dynamic, b: &Dynamic) -> bool {
             other => other,
         }
     }
-    norm(to_json(a)) == norm(to_json(b))
+    Ok(norm(to_json(a)) == norm(to_json(b)))
 }
 
 #[cfg(test)]
@@ -235,16 +286,37 @@ mod tests {
         let map: Map = [("p50".into(), Dynamic::from(2.0_f64 / 3.0))]
             .into_iter()
             .collect();
-        assert_eq!(display(&Dynamic::from(map)), "#{p50: 0.6667}");
-        assert_eq!(display(&Dynamic::from(1.0163399999999998_f64)), "1.016");
+        let shown = |v: Dynamic| display("note", &v).unwrap();
+        assert_eq!(shown(Dynamic::from(map)), "#{p50: 0.6667}");
+        assert_eq!(shown(Dynamic::from(1.0163399999999998_f64)), "1.016");
         let array: Array = vec![Dynamic::from("a"), Dynamic::from(1_i64)];
-        assert_eq!(display(&Dynamic::from(array)), "[\"a\", 1]");
+        assert_eq!(shown(Dynamic::from(array)), "[\"a\", 1]");
     }
 
     #[test]
     fn same_value_treats_int_and_float_alike() {
-        assert!(same_value(&Dynamic::from(3_i64), &Dynamic::from(3.0_f64)));
-        assert!(!same_value(&Dynamic::from(3_i64), &Dynamic::from("3")));
+        let same = |a: Dynamic, b: Dynamic| same_value("assert_eq", &a, &b).unwrap();
+        assert!(same(Dynamic::from(3_i64), Dynamic::from(3.0_f64)));
+        assert!(!same(Dynamic::from(3_i64), Dynamic::from("3")));
+    }
+
+    /// `[[...[]...]]`, `levels` arrays deep.
+    fn nested(levels: usize) -> Dynamic {
+        (0..levels).fold(Dynamic::UNIT, |inner, _| Dynamic::from_array(vec![inner]))
+    }
+
+    #[test]
+    fn values_up_to_the_depth_limit_are_taken_and_deeper_ones_refused_naming_the_limit() {
+        assert!(arg_array("redis", "args", &nested(MAX_DEPTH)).is_ok());
+        let err = arg_array("redis", "args", &nested(MAX_DEPTH + 1)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("redis: argument `args` nests arrays or maps more than 128 levels deep"),
+            "{err}"
+        );
+        assert!(display("note", &nested(MAX_DEPTH + 1)).is_err());
+        assert!(same_value("assert_eq", &nested(2), &nested(MAX_DEPTH + 1)).is_err());
+        assert!(shown(&nested(1000)).contains("nested more than 128 levels deep"));
     }
 
     #[test]

@@ -71,7 +71,8 @@ pub fn explain(err: EvalAltResult, known: &Known) -> Explained {
         EvalAltResult::ErrorPropertyNotFound(field, _) => {
             Kind::Error(missing_field(&field, pos, known))
         }
-        EvalAltResult::ErrorRuntime(value, _) => Kind::Error(value.to_string()),
+        // `throw` can raise any value: one nested too deep is not printed by recursion.
+        EvalAltResult::ErrorRuntime(value, _) => Kind::Error(super::convert::shown(&value)),
         other => Kind::Error(without_position(&other.to_string())),
     };
     Explained { pos, kind }

@@ -9,10 +9,12 @@ pub mod api;
 mod context;
 mod convert;
 mod errors;
+mod frozen;
 mod imports;
 pub mod memory;
 pub mod redis_guard;
 pub mod report;
+mod thread;
 
 use anyhow::Context;
 use rhai::Engine;
@@ -176,41 +178,38 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: &Limits) -> 
     let deadline = Instant::now() + limits.timeout;
     let thread_limits = limits.clone();
     // The context is built on the lab thread and never leaves it.
-    let spawned = std::thread::Builder::new()
-        .name("lab".into())
-        .spawn(move || {
-            // Lab functions create timers and tasks: give this thread the runtime's context.
-            let _runtime_context = runtime.enter();
-            let folder = file_owned
-                .parent()
-                .map(Path::to_path_buf)
+    let spawned = thread::spawn(limits.max_memory_mb, move || {
+        // Lab functions create timers and tasks: give this thread the runtime's context.
+        let _runtime_context = runtime.enter();
+        let folder = file_owned
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let ctx = Rc::new(LabContext::new(
+            services,
+            runtime.clone(),
+            deadline,
+            thread_limits.reach.clone(),
+            folder,
+        ));
+        let run =
+            std::panic::AssertUnwindSafe(|| execute(&ctx, &file_owned, &source, &thread_limits));
+        let outcome = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            let ctx = Rc::new(LabContext::new(
-                services,
-                runtime.clone(),
-                deadline,
-                thread_limits.reach.clone(),
-                folder,
-            ));
-            let run = std::panic::AssertUnwindSafe(|| {
-                execute(&ctx, &file_owned, &source, &thread_limits)
-            });
-            let outcome = std::panic::catch_unwind(run).unwrap_or_else(|panic| {
-                let message = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                Outcome::ScriptError(format!(
-                    "{}: internal error (please report): {message}",
-                    file_owned.display()
-                ))
-            });
-            context::leave();
-            ctx.close();
-            let record = ctx.record.borrow().clone();
-            let _ = done_tx.send((outcome, record));
+            Outcome::ScriptError(format!(
+                "{}: internal error (please report): {message}",
+                file_owned.display()
+            ))
         });
+        context::leave();
+        ctx.close();
+        let record = ctx.record.borrow().clone();
+        let _ = done_tx.send((outcome, record));
+    });
     if let Err(e) = spawned {
         let outcome = Outcome::ScriptError(format!("starting the lab thread: {e}"));
         return report(header, LabRecord::default(), outcome);
@@ -284,41 +283,44 @@ fn execute(ctx: &Rc<LabContext>, file: &Path, source: &str, limits: &Limits) -> 
     context::enter(ctx.clone());
     let result = engine.run_ast(&ast);
     context::leave();
-    let Err(err) = result else {
-        return Outcome::Completed;
-    };
+    // The stop a lab function recorded decides, whatever the script did after it: a
+    // lab that caught its stop did not pass.
     let halt = ctx.halt.borrow().clone();
-    let explained = errors::explain(
-        *err,
-        &errors::Known {
-            docs: &docs,
-            shapes: &ctx.shapes.borrow(),
-            source,
-            limits,
-        },
-    );
-    let at = |message: &str| errors::at(&name, explained.pos, message);
-    match (halt, explained.kind) {
+    let explained = result.err().map(|err| {
+        errors::explain(
+            *err,
+            &errors::Known {
+                docs: &docs,
+                shapes: &ctx.shapes.borrow(),
+                source,
+                limits,
+            },
+        )
+    });
+    let pos = explained.as_ref().map_or(rhai::Position::NONE, |e| e.pos);
+    let at = |message: &str| errors::at(&name, pos, message);
+    match (halt, explained.map(|e| e.kind)) {
         (Some(Halt::Assert(m)), _) => Outcome::AssertFailed(format!(
             "assert failed at {}: {m}",
             at("").trim_end_matches(": ")
         )),
         (Some(Halt::Timeout), _) => Outcome::Stopped(at("the lab ran past its --timeout")),
         (Some(Halt::Interrupted), _) => Outcome::Stopped(at("interrupted")),
-        (None, errors::Kind::Terminated(token)) if token == MEMORY_TOKEN => {
+        (None, None) => Outcome::Completed,
+        (None, Some(errors::Kind::Terminated(token))) if token == MEMORY_TOKEN => {
             Outcome::Stopped(at(&format!(
                 "the lab held more than {} MiB (--max-memory-mb); it was stopped",
                 limits.max_memory_mb
             )))
         }
-        (None, errors::Kind::Terminated(_)) if crate::shutdown::requested() => {
+        (None, Some(errors::Kind::Terminated(_))) if crate::shutdown::requested() => {
             Outcome::Stopped(at("interrupted"))
         }
-        (None, errors::Kind::Terminated(_)) => {
+        (None, Some(errors::Kind::Terminated(_))) => {
             Outcome::Stopped(at("the lab ran past its --timeout"))
         }
-        (None, errors::Kind::Limit(m)) => Outcome::Stopped(at(&m)),
-        (None, errors::Kind::Error(m)) => Outcome::ScriptError(at(&m)),
+        (None, Some(errors::Kind::Limit(m))) => Outcome::Stopped(at(&m)),
+        (None, Some(errors::Kind::Error(m))) => Outcome::ScriptError(at(&m)),
     }
 }
 

@@ -42,14 +42,20 @@ pub struct Backend {
     pub counters: Counters,
     pub knobs: Arc<Knobs>,
     pub remedies: remedies::State,
-    /// Short background work of this server (refreshes, delayed deletes, shared reads),
-    /// waited for when a lab resets and when the server stops.
+    /// Short background work of this server (refreshes, delayed deletes, shared reads):
+    /// cancelled when a lab resets (see `lab_token`), waited for when the server stops.
     pub tasks: TaskTracker,
     /// Long-running background work (write-behind's flusher), waited for when the server
     /// stops.
     pub daemons: TaskTracker,
     /// Cancelled when the server stops: background work ends with it.
     pub stop: CancellationToken,
+    /// The current lab's scope (a child of `stop`): short background work selects on the
+    /// token that was current when it was scheduled, and the per-lab reset cancels it and
+    /// starts a new one, so nothing a lab scheduled (a second DEL due in 5 s, a slow
+    /// refresh) lands in the next lab. Daemons (write-behind's flusher) serve every lab
+    /// and stop only with `stop`.
+    lab_scope: std::sync::Mutex<CancellationToken>,
     /// Held by background writers (write-behind's flusher) while they write; the per-lab
     /// reset holds it so nothing lands in the table while it is rebuilt.
     pub quiet: tokio::sync::Mutex<()>,
@@ -57,6 +63,7 @@ pub struct Backend {
 
 impl Backend {
     pub fn new(name: &'static str, store: Store, cache: Cache, knobs: Arc<Knobs>) -> Self {
+        let stop = CancellationToken::new();
         Self {
             name,
             store,
@@ -66,9 +73,27 @@ impl Backend {
             remedies: Default::default(),
             tasks: TaskTracker::new(),
             daemons: TaskTracker::new(),
-            stop: CancellationToken::new(),
+            lab_scope: std::sync::Mutex::new(stop.child_token()),
+            stop,
             quiet: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The token background work scheduled now must end on: cancelled when this lab
+    /// ends (the next reset) or the server stops.
+    pub fn lab_token(&self) -> CancellationToken {
+        self.lab_scope
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// End the current lab's scope: its background work is cancelled, not waited for, and
+    /// work scheduled from now on belongs to a new scope.
+    pub fn end_lab_scope(&self) {
+        let mut scope = self.lab_scope.lock().unwrap_or_else(|p| p.into_inner());
+        scope.cancel();
+        *scope = self.stop.child_token();
     }
 
     /// Count a failed cache call (skipped by the breaker, or failed) and log it.

@@ -6,7 +6,8 @@ use rhai::{Array, Dynamic, Map, NativeCallContext};
 use super::{def, Registry};
 use crate::lab::context::{self, Halt};
 use crate::lab::convert::{
-    arg_array, arg_bool, arg_map, arg_num, arg_str, lab_error, same_value, to_json, LabResult,
+    arg_array, arg_bool, arg_map, arg_num, arg_str, lab_error, same_value, shown, to_json,
+    LabResult,
 };
 use crate::lab::report::{ChartSpec, Event};
 
@@ -43,10 +44,11 @@ pub fn register(r: &mut Registry) {
     def!(r, "checks", "assert_eq(actual: any, expected: any, message: string)",
         "Stop the lab (it fails) unless actual equals expected (3 == 3.0; maps and arrays by content).",
         |actual: Dynamic, expected: Dynamic, message: Dynamic| -> LabResult<()> {
-            if same_value(&actual, &expected) {
+            if same_value("assert_eq", &actual, &expected)? {
                 return Ok(());
             }
             let message = arg_str("assert_eq", "message", &message)?;
+            let (expected, actual) = (shown(&expected), shown(&actual));
             context::with(|ctx| {
                 Err(ctx.halt_with(Halt::Assert(format!("{message}: expected {expected}, got {actual}"))))
             })
@@ -57,7 +59,7 @@ pub fn register(r: &mut Registry) {
         "note(text: any)",
         "Add an observation to the report (numbers, tables, anything worth reading).",
         |text: Dynamic| -> LabResult<()> {
-            let text = crate::lab::convert::display(&text);
+            let text = crate::lab::convert::display("note", &text)?;
             context::with(|ctx| {
                 ctx.add(Event::Note { text });
                 Ok(())

@@ -1,6 +1,7 @@
 //! Looking inside PostgreSQL, bypassing the servers and the cache, on the lab's own
 //! session: as a role that may only read and change rows of `users` (managed stack), or
-//! read-only on an external database the lab may not reset.
+//! read-only on an external database the lab may not reset. `db_get` is bounded like the
+//! servers' reads, so a frozen Postgres is a lab error, not a wait until `--timeout`.
 
 use rhai::{Array, Dynamic};
 
@@ -15,10 +16,21 @@ pub fn register(r: &mut Registry) {
             let id = arg_int("db_get", "id", &id)?;
             let Ok(id) = i32::try_from(id) else { return Ok(Dynamic::UNIT) };
             context::with(|ctx| {
-                let mut db = ctx.db.borrow_mut();
-                let user = ctx
-                    .block_on(db.get_user(id))?
-                    .map_err(|e| lab_error(format!("db_get: {e:#}")))?;
+                let bound = ctx.services.db_timeout;
+                let answer = {
+                    let mut db = ctx.db.borrow_mut();
+                    ctx.block_on(tokio::time::timeout(bound, db.get_user(id)))?
+                };
+                let Ok(user) = answer else {
+                    // The session is stuck behind a server that does not answer: the next
+                    // call opens another.
+                    ctx.renew_db();
+                    return Err(lab_error(format!(
+                        "db_get: Postgres did not answer within {} ms (the servers' bound, --db-timeout-ms): is it paused?",
+                        bound.as_millis()
+                    )));
+                };
+                let user = user.map_err(|e| lab_error(format!("db_get: {e:#}")))?;
                 Ok(user.map_or(Dynamic::UNIT, |u| {
                     let row = crate::lab::convert::to_dynamic(&u);
                     if let Some(map) = row.read_lock::<rhai::Map>() {

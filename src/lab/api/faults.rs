@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::{def, Registry};
 use crate::lab::context::{self, LabContext};
 use crate::lab::convert::{arg_count, arg_map, arg_str, lab_error, LabResult};
-use crate::stack::child::signal_tree;
+use crate::services::Reconnect;
 use crate::stack::proxy::Fault;
 use crate::stack::Stack;
 
@@ -43,7 +43,8 @@ pub fn register(r: &mut Registry) {
                 for proxy in proxies(ctx, "heal", &target)? {
                     proxy.heal();
                 }
-                Ok(())
+                let what = if target == "postgres" { Reconnect::POSTGRES } else { Reconnect::REDIS };
+                reconnected(ctx, "heal", what)
             })
         }
     );
@@ -57,7 +58,7 @@ pub fn register(r: &mut Registry) {
                 if let Some(faults) = &ctx.services.faults {
                     faults.heal_all();
                 }
-                Ok(())
+                reconnected(ctx, "heal", Reconnect::BOTH)
             })
         }
     );
@@ -128,7 +129,8 @@ pub fn register(r: &mut Registry) {
                         .start_again()
                 },
                 "db_start",
-            )
+            )?;
+            context::with(|ctx| reconnected(ctx, "db_start", Reconnect::POSTGRES))
         }
     );
     def!(r, "faults", "pause(target: string, ms: int)",
@@ -216,8 +218,37 @@ enum RedisAction {
 }
 
 /// Run a process fault on the managed Redis: the single node, every node of a cluster
-/// (`node` is `None` or `"redis"`), or one (`"redis:N"`).
+/// (`node` is `None` or `"redis"`), or one (`"redis:N"`). A restart or a start returns
+/// once the servers use Redis again.
 fn redis_process(
+    action: RedisAction,
+    function: &'static str,
+    node: Option<String>,
+) -> LabResult<()> {
+    act_on_redis(action, function, node)?;
+    match action {
+        RedisAction::Restart | RedisAction::Start => {
+            context::with(|ctx| reconnected(ctx, function, Reconnect::REDIS))
+        }
+        RedisAction::Stop => Ok(()),
+    }
+}
+
+/// Wait (at most `RECONNECT_BOUND`) until the servers use the stores in `what` again —
+/// their next request gets the cache, not a breaker opened on a dead connection — else a
+/// lab error naming what did not come back. A store this lab froze with `pause()` is not
+/// waited for: nothing can reach it until it is continued.
+fn reconnected(ctx: &LabContext, function: &str, what: Reconnect) -> LabResult<()> {
+    let what = Reconnect {
+        redis: what.redis && !ctx.is_frozen("redis"),
+        postgres: what.postgres && !ctx.is_frozen("postgres"),
+    };
+    ctx.block_on(ctx.services.reconnect_servers(what))?
+        .map_err(|e| lab_error(format!("{function}: {e:#}")))
+}
+
+/// `redis_process` without the wait.
+fn act_on_redis(
     action: RedisAction,
     function: &'static str,
     node: Option<String>,
@@ -374,15 +405,7 @@ fn pause(ctx: &LabContext, target: &str, pause_for: Duration) -> LabResult<()> {
         .collect::<Option<_>>()
         .ok_or_else(|| lab_error(format!("pause: the managed {target} is not running")))?;
     // The whole tree: postgres answers from backends, the postmaster's children. The
-    // reset continues them too, should the lab end first.
-    for &pid in &pids {
-        signal_tree(pid, libc::SIGSTOP);
-    }
-    ctx.runtime.spawn(async move {
-        tokio::time::sleep(pause_for).await;
-        for pid in pids {
-            signal_tree(pid, libc::SIGCONT);
-        }
-    });
+    // lab's end continues them, should it come first.
+    ctx.freeze(target, pids, pause_for);
     Ok(())
 }

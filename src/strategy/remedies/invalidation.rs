@@ -24,9 +24,10 @@ pub async fn after_write(b: Arc<Backend>, id: i32, uses_knob: bool) {
     if uses_knob && k.invalidation == Invalidation::DoubleDelete {
         let later = b.clone();
         let delay = Duration::from_millis(k.double_delete_ms);
+        let lab = b.lab_token();
         b.tasks.spawn(async move {
             tokio::select! {
-                _ = later.stop.cancelled() => {}
+                _ = lab.cancelled() => {}
                 _ = tokio::time::sleep(delay) => evict(&later, id).await,
             }
         });

@@ -44,10 +44,11 @@ pub fn spawn<S: Strategy>(s: S, b: &Arc<Backend>, id: i32, old: Bytes) {
     }
     b.counters.record(Counter::BackgroundRefreshes);
     let running = Running { b: b.clone(), id };
+    let lab = b.lab_token();
     b.tasks.spawn(async move {
         let b = running.b.clone();
         tokio::select! {
-            _ = b.stop.cancelled() => {}
+            _ = lab.cancelled() => {}
             result = read::load_and_fill(s, &b, id, true, Some(old)) => {
                 if let Err(e) = result {
                     tracing::debug!(strategy = b.name, "background refresh of user:{id} failed: {e}");

@@ -65,11 +65,16 @@ pub async fn read<S: Strategy>(
     match b.remedies.flights.join(id) {
         Joined::Leader(tx) => {
             let flight = Flight { b: b.clone(), id };
+            let lab = b.lab_token();
             let task = b.tasks.spawn(async move {
                 let b = flight.b.clone();
-                let outcome = read::load_and_fill(s, &b, id, true, None)
-                    .await
-                    .map_err(Arc::new);
+                // Cancelled with its lab: the waiters then read Postgres themselves.
+                let outcome = tokio::select! {
+                    outcome = read::load_and_fill(s, &b, id, true, None) => outcome.map_err(Arc::new),
+                    _ = lab.cancelled() => Err(Arc::new(StrategyError::Internal(anyhow::anyhow!(
+                        "the read of user {id} was cancelled: its lab ended"
+                    )))),
+                };
                 let _ = tx.send(Some(outcome.clone()));
                 drop(flight);
                 outcome
