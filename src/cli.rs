@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::knobs::{Settings, Value, KNOBS};
 use crate::server::HttpLimits;
 use crate::services::ServerOptions;
-use crate::strategy::{registry, StrategyEntry};
+use crate::strategy::StrategyKind;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -178,8 +178,8 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
     /// Which strategy servers to run (repeatable; default: all).
-    #[arg(long, value_parser = strategy_entry)]
-    pub strategy: Vec<&'static StrategyEntry>,
+    #[arg(long, value_parser = StrategyKind::parse)]
+    pub strategy: Vec<StrategyKind>,
     /// Address to listen on (the API has no authentication: keep it on loopback).
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: IpAddr,
@@ -187,15 +187,6 @@ pub struct ServeArgs {
     pub knobs: KnobArgs,
     #[command(flatten)]
     pub stack: StackArgs,
-}
-
-fn strategy_entry(name: &str) -> Result<&'static StrategyEntry, String> {
-    registry::find(name).ok_or_else(|| {
-        format!(
-            "unknown strategy {name:?}; known: {}",
-            registry::names().join(", ")
-        )
-    })
 }
 
 #[derive(Args, Debug)]

@@ -55,6 +55,7 @@ counters! {
     BackgroundRefreshes => "background_refreshes", "refreshes run in the background (swr, refresh-ahead)";
     LockWaits => "lock_waits", "reads that waited on another request's Redis lock";
     LeaseRejects => "lease_rejects", "cache fills refused because a write revoked their lease";
+    GuardRefusals => "guard_refusals", "cache writes and fills the write guard refused: the cache held a newer row or a newer write's marker";
     WbQueued => "wb_queued", "write-behind writes acknowledged and queued in Redis";
     WbCoalesced => "wb_coalesced", "write-behind writes that replaced a queued write to the same user";
     WbFlushed => "wb_flushed", "write-behind queued writes applied to Postgres";

@@ -107,6 +107,20 @@ named_modes! {
     }
 }
 
+named_modes! {
+    /// Whether a cache write or fill may replace a newer row (every strategy).
+    WriteGuard {
+        /// Plain SETs: two racing writers (or a slow read and a write) can leave the
+        /// older row cached until the TTL.
+        None => "none",
+        /// A cache write or fill applies only if its row is newer than the cached one, by
+        /// `updated_at`, a stamp Postgres takes under the row lock with every write; a
+        /// cache-aside write leaves a stamped marker instead of deleting, so a slow read
+        /// cannot put an older row back.
+        Version => "version",
+    }
+}
+
 /// The longest wait or delay a knob may ask for (a slow query, a lock, a lease, a flush
 /// interval): longer would let one lab setting (a forged lock, a slow query) hold a
 /// request past any sensible timeout.
@@ -209,6 +223,9 @@ knobs! {
     /// How cache-aside writes invalidate the cached row
     invalidation: Invalidation = Invalidation::Delete, Mode Range::Names(Invalidation::NAMES),
         flag "invalidation", set set_invalidation(mode);
+    /// Whether a cache write or fill may replace a newer cached row: "none", or "version" (only a newer row, by its updated_at stamp)
+    write_guard: WriteGuard = WriteGuard::None, Mode Range::Names(WriteGuard::NAMES),
+        flag "write-guard", set set_write_guard(mode);
     /// Under double-delete, the delay of the second DEL
     double_delete_ms: u64 = 500, Ms Range::whole(0, MAX_WAIT_MS),
         flag "double-delete-ms", set set_double_delete_ms(ms);

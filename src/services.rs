@@ -16,7 +16,7 @@ use crate::stack::proxy::FaultProxy;
 use crate::stack::{endpoint, Stack, StackInfo};
 use crate::store::admin::Admin;
 use crate::store::{Store, DEFAULT_DB_TIMEOUT};
-use crate::strategy::{Backend, StrategyEntry, REGISTRY};
+use crate::strategy::{Backend, StrategyKind};
 
 /// The stack, shared with the labs that stop and start its processes.
 pub type SharedStack = Arc<Mutex<Stack>>;
@@ -66,7 +66,7 @@ pub struct ServerOptions {
     /// 0: any free ports.
     pub port: u16,
     /// Which strategies get a server.
-    pub strategies: Vec<&'static StrategyEntry>,
+    pub strategies: Vec<StrategyKind>,
     /// The knobs' starting values, which every lab's reset restores.
     pub knobs: Settings,
     pub http: HttpLimits,
@@ -84,7 +84,7 @@ impl ServerOptions {
         Self {
             bind: [127, 0, 0, 1].into(),
             port: 0,
-            strategies: REGISTRY.iter().collect(),
+            strategies: StrategyKind::ALL.to_vec(),
             knobs: Settings::with_ttl(ttl_secs),
             http: HttpLimits::default(),
             db_timeout: DEFAULT_DB_TIMEOUT,
@@ -252,23 +252,23 @@ impl Services {
         }
         let knobs = Arc::new(Knobs::new(options.knobs));
         let mut servers = Vec::new();
-        for entry in &options.strategies {
+        for &kind in &options.strategies {
             let port = if options.port == 0 {
                 0
             } else {
                 options
                     .port
-                    .checked_add(entry.port_offset)
+                    .checked_add(kind.port_offset())
                     .context("--port leaves no room for every strategy's port")?
             };
             let backend = Arc::new(Backend::new(
-                entry.name,
+                kind.name(),
                 store.clone(),
                 cache.clone(),
                 knobs.clone(),
             ));
             let addr = SocketAddr::new(options.bind, port);
-            servers.push((entry.start)(backend, addr, options.http).await?);
+            servers.push(StrategyServer::start(kind, backend, addr, options.http).await?);
         }
         Ok(Self {
             store,

@@ -17,7 +17,7 @@ const IDLE: Duration = Duration::from_secs(2);
 /// A cache-aside server with these limits.
 async fn server_with(limits: HttpLimits) -> Services {
     let mut options = ServerOptions::loopback(60);
-    options.strategies = vec![cachelab::strategy::registry::find("cache-aside").unwrap()];
+    options.strategies = vec![cachelab::strategy::StrategyKind::CacheAside];
     options.http = limits;
     Services::start(shared_stack(), &options)
         .await

@@ -555,3 +555,134 @@ async fn a_put_right_after_a_post_is_applied_whether_or_not_the_flusher_took_the
     );
     services.shutdown().await;
 }
+
+/// The cached name of user `id` (`None`: nothing, a marker or a tombstone).
+async fn cached_name(services: &Services, id: i32) -> Option<String> {
+    let cached: Option<String> =
+        redis_cmd(&services.processes, &["GET", &format!("user:{id}")]).await;
+    let value: serde_json::Value = serde_json::from_str(&cached?).ok()?;
+    value["name"].as_str().map(str::to_string)
+}
+
+/// Pairs of concurrent write-through PUTs to one user, with Postgres' answers jittered so
+/// the later commit's SET can land first: how many users end with the older row cached.
+async fn write_through_race(services: &Services) -> (usize, usize) {
+    let faults = services.faults.as_ref().expect("labs' stack has proxies");
+    faults.postgres.set(Fault::Latency {
+        ms: 2,
+        jitter_ms: 15,
+    });
+    let base = services.server("write-through").unwrap().url();
+    let ids: Vec<i32> = (401..481).collect();
+    let races: Vec<_> = ids
+        .iter()
+        .map(|&id| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                let (first, second) = (
+                    format!("{base}/users/{id}?name=A{id}"),
+                    format!("{base}/users/{id}?name=B{id}"),
+                );
+                let (a, b) = tokio::join!(
+                    send(Method::PUT, &first, ""),
+                    send(Method::PUT, &second, "")
+                );
+                assert_eq!((a.status, b.status), (200, 200));
+            })
+        })
+        .collect();
+    for race in races {
+        race.await.unwrap();
+    }
+    faults.heal_all();
+    let db = admin(services).await;
+    let mut stale = 0;
+    for &id in &ids {
+        let in_db = db_row(&db, id).await.map(|r| r.0);
+        let cached = cached_name(services, id).await;
+        if cached.is_some() && cached != in_db {
+            stale += 1;
+        }
+    }
+    (stale, ids.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_write_through_puts_can_leave_the_older_row_cached_unless_the_write_guard_is_on() {
+    let _turn = serial().await;
+    let services = start_services(shared_stack()).await;
+    let (stale, of) = write_through_race(&services).await;
+    assert!(
+        stale > 0,
+        "without the guard some of {of} raced users keep the older row cached (the race this guard is for)"
+    );
+    services.reset().await.unwrap();
+    services
+        .knobs
+        .update(|k| k.write_guard = cachelab::knobs::WriteGuard::Version);
+    let (stale, of) = write_through_race(&services).await;
+    assert_eq!(
+        stale, 0,
+        "with the guard none of {of} raced users keeps an older row"
+    );
+    let refused = services
+        .server("write-through")
+        .unwrap()
+        .backend
+        .counters
+        .get(Counter::GuardRefusals);
+    assert!(refused > 0, "the guard refused the late, older SETs");
+    services.shutdown().await;
+}
+
+/// A slow cache-aside read that loaded the old row, and a PUT that commits while it
+/// waits: what the cache holds once the read has filled.
+async fn fill_race(services: &Services, id: i32) -> Option<String> {
+    let base = services.server("cache-aside").unwrap().url();
+    services.knobs.update(|k| k.db_delay_ms = 400);
+    let url = format!("{base}/users/{id}");
+    let slow = tokio::spawn(async move { get(&url).await });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    services.knobs.update(|k| k.db_delay_ms = 0);
+    let put = send(
+        Method::PUT,
+        &format!("{base}/users/{id}?name=Newer{id}"),
+        "",
+    )
+    .await;
+    assert_eq!(put.status, 200);
+    let slow = slow.await.unwrap();
+    assert_eq!(slow.status, 200);
+    assert_ne!(
+        slow.json()["name"],
+        format!("Newer{id}"),
+        "the read began first"
+    );
+    cached_name(services, id).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_cache_aside_read_puts_the_old_row_back_unless_the_write_guard_is_on() {
+    let _turn = serial().await;
+    let services = start_services(shared_stack()).await;
+    let old = fill_race(&services, 490).await;
+    assert!(
+        old.as_deref().is_some_and(|n| n != "Newer490"),
+        "without the guard the slow read cached the row the PUT replaced: {old:?}"
+    );
+    services
+        .knobs
+        .update(|k| k.write_guard = cachelab::knobs::WriteGuard::Version);
+    let kept = fill_race(&services, 491).await;
+    assert_eq!(kept, None, "the PUT's marker kept the old row out");
+    let base = services.server("cache-aside").unwrap().url();
+    let read = get(&format!("{base}/users/491")).await;
+    assert_eq!(
+        (read.cache(), read.json()["name"].as_str()),
+        ("MISS", Some("Newer491")),
+        "the marker reads as a miss, and the new row fills"
+    );
+    let again = get(&format!("{base}/users/491")).await;
+    assert_eq!(again.cache(), "HIT");
+    services.shutdown().await;
+}

@@ -92,9 +92,11 @@ static LEASE_FILL: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
-/// Cache a row only if it is newer than the one cached: KEYS[1] the key; ARGV the value,
-/// its stamp (`updated_at`, or a tombstone's `deleted_at`: ISO 8601 text, which compares
-/// in time order as text) and the TTL in ms. A missing, unreadable or unstamped value is
+/// Cache a value only if it is newer than the one cached: KEYS[1] the key; ARGV the value,
+/// its stamp (ISO 8601 text, which compares in time order as text) and the TTL in ms. A
+/// cached row (`updated_at`) or tombstone (`deleted_at`) stays if its stamp is at least as
+/// new; the write guard's marker (`invalidated_at`, left by a write) stays if it is newer:
+/// the row that write wrote may replace it. A missing, unreadable or unstamped value is
 /// overwritten.
 static SET_IF_NEWER: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
@@ -102,8 +104,12 @@ static SET_IF_NEWER: LazyLock<redis::Script> = LazyLock::new(|| {
          if cur then \
            local ok, v = pcall(cjson.decode, cur) \
            if ok and type(v) == 'table' then \
-             local stamp = v.updated_at or v.deleted_at \
-             if type(stamp) == 'string' and stamp >= ARGV[2] then return 0 end \
+             if type(v.invalidated_at) == 'string' then \
+               if v.invalidated_at > ARGV[2] then return 0 end \
+             else \
+               local stamp = v.updated_at or v.deleted_at \
+               if type(stamp) == 'string' and stamp >= ARGV[2] then return 0 end \
+             end \
            end \
          end \
          redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) \

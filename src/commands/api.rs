@@ -6,7 +6,8 @@
 use crate::counters::Counter;
 use crate::knobs::{Range, KNOBS};
 use crate::output::Printer;
-use crate::strategy::{XCache, REGISTRY};
+use crate::strategy::StrategyKind;
+use crate::xcache::XCache;
 
 pub fn api() -> u8 {
     let (_, docs) = crate::lab::engine();
@@ -25,10 +26,12 @@ pub fn api() -> u8 {
             "strategies (use_strategy, --strategy; serve --port P puts each on P + its place)"
         )
     ));
-    for entry in REGISTRY {
+    for kind in StrategyKind::ALL {
         out.line(&format!(
             "  {:<14} P+{}  {}",
-            entry.name, entry.port_offset, entry.summary
+            kind.name(),
+            kind.port_offset(),
+            kind.summary()
         ));
     }
     out.line(&format!("\n{}", out.bold("modes")));
@@ -43,13 +46,7 @@ pub fn api() -> u8 {
         out.bold("X-Cache (http_*().cache, load().cache)")
     ));
     for value in XCache::ALL {
-        let meaning = match value {
-            XCache::Hit => "the cache answered (a cached 404 tombstone too)",
-            XCache::Miss => "this request read Postgres: cold, expired, or an early recompute",
-            XCache::Stale => "the cache answered past freshness; a background refresh was started",
-            XCache::Coalesced => "another request's Postgres read answered it (singleflight, lock)",
-        };
-        out.line(&format!("  {:<10} {meaning}", value.as_str()));
+        out.line(&format!("  {:<10} {}", value.as_str(), value.doc()));
     }
     out.line(&format!(
         "\n{}",

@@ -9,10 +9,14 @@ use crate::cli::ServeArgs;
 use crate::output::Printer;
 use crate::services::Services;
 use crate::stack::Stack;
-use crate::strategy::REGISTRY;
+use crate::strategy::StrategyKind;
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
-    let last_offset = REGISTRY.iter().map(|e| e.port_offset).max().unwrap_or(0);
+    let last_offset = StrategyKind::ALL
+        .iter()
+        .map(|k| k.port_offset())
+        .max()
+        .unwrap_or(0);
     if args.port != 0 && args.port.checked_add(last_offset).is_none() {
         Printer::stderr().line(&format!(
             "error: --port {} leaves no room for the last strategy's port (P+{last_offset})",

@@ -23,7 +23,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::strategy::{Backend, Strategy};
+use crate::strategy::{
+    Backend, CacheAside, RefreshAhead, Strategy, StrategyKind, WriteBehind, WriteThrough,
+};
 
 /// At the connection cap, how often a waiting newcomer asks for an idle connection to
 /// close again.
@@ -65,8 +67,23 @@ pub struct StrategyServer {
 }
 
 impl StrategyServer {
-    /// Bind `addr` (port 0 picks a free one) and serve `strategy` there.
-    pub async fn start<S: Strategy>(
+    /// Bind `addr` (port 0 picks a free one) and serve the strategy `kind` there: the one
+    /// place a registered strategy becomes its type (the compiler asks for a new one's arm).
+    pub async fn start(
+        kind: StrategyKind,
+        backend: Arc<Backend>,
+        addr: SocketAddr,
+        limits: HttpLimits,
+    ) -> anyhow::Result<Self> {
+        match kind {
+            StrategyKind::CacheAside => Self::serve(CacheAside, backend, addr, limits).await,
+            StrategyKind::WriteThrough => Self::serve(WriteThrough, backend, addr, limits).await,
+            StrategyKind::WriteBehind => Self::serve(WriteBehind, backend, addr, limits).await,
+            StrategyKind::RefreshAhead => Self::serve(RefreshAhead, backend, addr, limits).await,
+        }
+    }
+
+    async fn serve<S: Strategy>(
         strategy: S,
         backend: Arc<Backend>,
         addr: SocketAddr,

@@ -35,7 +35,9 @@ pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many connections a read tries when the ones it is handed turn out closed.
 const READ_ATTEMPTS: u32 = 3;
 
-/// A row of the `users` table.
+/// A row of the `users` table. `updated_at` is the row's stamp: every write of it takes
+/// `clock_timestamp()` under the row lock, so two racing writers' stamps are ordered like
+/// their commits (the write guard compares them).
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 pub struct User {
     pub id: i32,
@@ -212,7 +214,7 @@ impl Store {
     ) -> Result<Option<User>, DbError> {
         let sql = format!(
             "UPDATE users SET name = COALESCE($2, name), email = COALESCE($3, email), \
-             updated_at = NOW() WHERE id = $1 RETURNING {USER_COLUMNS}"
+             updated_at = clock_timestamp() WHERE id = $1 RETURNING {USER_COLUMNS}"
         );
         let (name, email) = (name.map(str::to_owned), email.map(str::to_owned));
         self.call(|client| {
@@ -230,7 +232,7 @@ impl Store {
     /// overwritten.
     pub async fn insert_user(&self, name: &str, email: &str) -> Result<User, DbError> {
         let sql =
-            format!("INSERT INTO users (name, email) VALUES ($1, $2) RETURNING {USER_COLUMNS}");
+            format!("INSERT INTO users (name, email, updated_at) VALUES ($1, $2, clock_timestamp()) RETURNING {USER_COLUMNS}");
         let (name, email) = (name.to_owned(), email.to_owned());
         self.call(|client| {
             Box::pin(async move {
@@ -262,14 +264,18 @@ impl Store {
         .await
     }
 
-    /// Delete a user; `false` when there was none.
-    pub async fn delete_user(&self, id: i32) -> Result<bool, DbError> {
+    /// Delete a user: the stamp of the delete (as `updated_at` is written), or `None`
+    /// when there was no such user.
+    pub async fn delete_user(&self, id: i32) -> Result<Option<String>, DbError> {
         self.call(|client| {
             Box::pin(async move {
                 let stmt = client
-                    .prepare_cached("DELETE FROM users WHERE id = $1")
+                    .prepare_cached(
+                        "DELETE FROM users WHERE id = $1 \
+                         RETURNING to_json(clock_timestamp()::timestamp) #>> '{}'",
+                    )
                     .await?;
-                Ok(client.execute(&stmt, &[&id]).await? > 0)
+                Ok(client.query_opt(&stmt, &[&id]).await?.map(|row| row.get(0)))
             })
         })
         .await

@@ -4,16 +4,20 @@
 //! Postgres. Its remaining TTL comes with the value, in the same round trip. Writes work
 //! as in cache-aside.
 
-use super::Strategy;
+use super::ops::Strategy;
+use super::source::RowSource;
 
 /// The refresh-ahead strategy.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RefreshAhead;
 
+impl RowSource for RefreshAhead {
+    const REFRESHES_AHEAD: bool = true;
+    const USES_INVALIDATION: bool = true;
+}
+
 impl Strategy for RefreshAhead {
     const NAME: &'static str = "refresh-ahead";
     const SUMMARY: &'static str =
         "as cache-aside, and a hit with less than refresh_ratio of its TTL left is refreshed in the background";
-    const REFRESHES_AHEAD: bool = true;
-    const USES_INVALIDATION: bool = true;
 }

@@ -1,94 +1,90 @@
-//! The one list of strategies. `serve`, `servers()`, `use_strategy`, `--strategy`,
-//! `/metrics` labels and `cachelab api` all read it, and `serve --port P` gives each
-//! strategy the port P + its position here, so URLs never change whichever subset runs.
-//!
-//! Adding a strategy is its file under `src/strategy/` plus one line in the `strategies!`
-//! list in `src/strategy/mod.rs`.
+//! The one list of strategies, an enum the compiler checks: a new strategy is its file,
+//! one variant here, and the match arm the compiler then asks for in each `match` on it
+//! (its name and summary below; the server's start). `serve`, `servers()`, `use_strategy`,
+//! `--strategy`, `/metrics` labels and `cachelab api` all read it, and `serve --port P`
+//! gives each strategy the port P + its position here, so URLs never change whichever
+//! subset runs.
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
+use super::cache_aside::CacheAside;
+use super::ops::Strategy;
+use super::refresh_ahead::RefreshAhead;
+use super::write_behind::WriteBehind;
+use super::write_through::WriteThrough;
 
-use super::{Backend, Strategy, REGISTRY};
-use crate::server::{HttpLimits, StrategyServer};
-
-/// A future that starts a server.
-type Starting = Pin<Box<dyn Future<Output = anyhow::Result<StrategyServer>> + Send>>;
-
-/// One registered strategy.
-#[derive(Clone, Copy)]
-pub struct StrategyEntry {
-    pub name: &'static str,
-    pub summary: &'static str,
-    /// Offset of its port from `serve --port`.
-    pub port_offset: u16,
-    /// Start its HTTP server on `addr` over `backend`.
-    pub start: fn(Arc<Backend>, SocketAddr, HttpLimits) -> Starting,
+/// A registered strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StrategyKind {
+    CacheAside,
+    WriteThrough,
+    WriteBehind,
+    RefreshAhead,
 }
 
-impl std::fmt::Debug for StrategyEntry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name)
+impl StrategyKind {
+    /// Every strategy, in port order.
+    pub const ALL: [StrategyKind; 4] = [
+        StrategyKind::CacheAside,
+        StrategyKind::WriteThrough,
+        StrategyKind::WriteBehind,
+        StrategyKind::RefreshAhead,
+    ];
+
+    /// The name URLs, logs, `use_strategy` and `--strategy` use.
+    pub fn name(self) -> &'static str {
+        match self {
+            StrategyKind::CacheAside => CacheAside::NAME,
+            StrategyKind::WriteThrough => WriteThrough::NAME,
+            StrategyKind::WriteBehind => WriteBehind::NAME,
+            StrategyKind::RefreshAhead => RefreshAhead::NAME,
+        }
     }
-}
 
-pub fn start<S: Strategy>(backend: Arc<Backend>, addr: SocketAddr, limits: HttpLimits) -> Starting {
-    Box::pin(StrategyServer::start(S::default(), backend, addr, limits))
-}
-
-/// The entry of strategy `S` (its port offset is set by its place in the list).
-pub const fn entry<S: Strategy>() -> StrategyEntry {
-    StrategyEntry {
-        name: S::NAME,
-        summary: S::SUMMARY,
-        port_offset: 0,
-        start: start::<S>,
+    /// One line for `cachelab api`, the README and `serve --help`.
+    pub fn summary(self) -> &'static str {
+        match self {
+            StrategyKind::CacheAside => CacheAside::SUMMARY,
+            StrategyKind::WriteThrough => WriteThrough::SUMMARY,
+            StrategyKind::WriteBehind => WriteBehind::SUMMARY,
+            StrategyKind::RefreshAhead => RefreshAhead::SUMMARY,
+        }
     }
-}
 
-/// Number the entries' ports in list order.
-pub const fn numbered<const N: usize>(mut entries: [StrategyEntry; N]) -> [StrategyEntry; N] {
-    let mut i = 0;
-    while i < N {
-        entries[i].port_offset = i as u16;
-        i += 1;
+    /// Offset of its port from `serve --port`: its place in `ALL`.
+    pub fn port_offset(self) -> u16 {
+        Self::ALL
+            .iter()
+            .position(|k| *k == self)
+            .expect("every strategy is in ALL") as u16
     }
-    entries
-}
 
-/// Declares the strategy modules and the registry in one list, in port order.
-macro_rules! strategies {
-    ($($module:ident :: $strategy:ident),* $(,)?) => {
-        $(
-            mod $module;
-            pub use $module::$strategy;
-        )*
+    /// The strategy called `name`.
+    pub fn find(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
 
-        /// Every strategy, in port order.
-        pub static REGISTRY: &[registry::StrategyEntry] =
-            &registry::numbered([$(registry::entry::<$strategy>()),*]);
-    };
-}
-pub(crate) use strategies;
+    /// Every registered name, for messages and `--strategy`'s choices.
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|k| k.name()).collect()
+    }
 
-/// The registered strategy called `name`.
-pub fn find(name: &str) -> Option<&'static StrategyEntry> {
-    REGISTRY.iter().find(|e| e.name == name)
-}
-
-/// Every registered name, for messages and `--strategy`'s choices.
-pub fn names() -> Vec<&'static str> {
-    REGISTRY.iter().map(|e| e.name).collect()
+    /// `find` as a clap value parser: an unknown name lists the known ones.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::find(name).ok_or_else(|| {
+            format!(
+                "unknown strategy {name:?}; known: {}",
+                Self::names().join(", ")
+            )
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::REGISTRY;
+    use super::StrategyKind;
 
     #[test]
     fn the_registry_lists_each_strategy_once_in_port_order() {
-        let names: Vec<_> = REGISTRY.iter().map(|e| e.name).collect();
+        let names = StrategyKind::names();
         assert_eq!(
             names,
             [
@@ -98,9 +94,22 @@ mod tests {
                 "refresh-ahead"
             ]
         );
-        for (i, e) in REGISTRY.iter().enumerate() {
-            assert_eq!(e.port_offset as usize, i);
-            assert!(!e.summary.is_empty());
+        for (i, kind) in StrategyKind::ALL.iter().enumerate() {
+            assert_eq!(kind.port_offset() as usize, i);
+            assert!(!kind.summary().is_empty());
+            assert_eq!(StrategyKind::find(kind.name()), Some(*kind));
         }
+        // Every variant is in ALL: the match below fails to compile when one is added,
+        // and the count must follow.
+        let count = |k: StrategyKind| match k {
+            StrategyKind::CacheAside
+            | StrategyKind::WriteThrough
+            | StrategyKind::WriteBehind
+            | StrategyKind::RefreshAhead => 4,
+        };
+        assert_eq!(count(StrategyKind::CacheAside), StrategyKind::ALL.len());
+        assert!(StrategyKind::parse("lru")
+            .unwrap_err()
+            .contains("write-behind"));
     }
 }

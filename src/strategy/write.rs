@@ -1,127 +1,48 @@
-//! The write half every strategy shares: the Postgres write and the strategy's cache step
-//! after it, and how a row (or a tombstone) is put into the cache — with padding, TTL
-//! jitter, swr's stale window, and the fill mode the read path chose.
+//! The Postgres half of the writes most strategies share: the UPDATE, INSERT or DELETE,
+//! counted and logged. What happens to the cache after it is each strategy's step (see
+//! `ops`); write-behind does not come here at all.
 
-use bytes::Bytes;
 use std::sync::Arc;
-use std::time::Duration;
 
-use super::read::swr_extension;
-use super::remedies::{jitter, tombstone};
-use super::{to_json, Backend, Strategy, StrategyError};
-use crate::cache::keys::lease_key;
-use crate::cache::user_key;
+use super::backend::Backend;
+use super::error::StrategyError;
 use crate::counters::Counter;
-use crate::knobs::Settings;
+use crate::store::User;
 
-/// How a fill may write the cache.
-#[derive(Debug, Clone)]
-pub enum Fill {
-    /// SET, overwriting whatever is there.
-    Always,
-    /// SET NX: a value cached meanwhile (by a write) wins.
-    IfAbsent,
-    /// Only while this lease token is valid (`lease` invalidation).
-    WithLease(String),
-    /// Only if the cache still holds exactly this value (a background refresh).
-    Replacing(Bytes),
+/// Fields a PUT may change.
+pub struct Patch<'a> {
+    pub name: Option<&'a str>,
+    pub email: Option<&'a str>,
 }
 
-/// Cache user `id`'s JSON `body` as `fill` allows, counting what happened.
-pub async fn cache_row(b: &Backend, id: i32, body: &[u8], fill: Fill) {
-    let (value, ttl) = cached_row(&b.knobs.get(), body);
-    put(b, id, &value, ttl, fill, Counter::CacheSets).await;
-}
-
-/// The bytes a row is cached as and for how long: padding (trailing JSON whitespace, so
-/// the value stays valid JSON), TTL jitter, and swr's stale window.
-pub fn cached_row(k: &Settings, body: &[u8]) -> (Vec<u8>, Duration) {
-    let mut value = Vec::with_capacity(body.len() + k.padding);
-    value.extend_from_slice(body);
-    value.resize(body.len() + k.padding, b' ');
-    (value, row_ttl(k))
-}
-
-/// How long a row is cached: the TTL with jitter, plus swr's stale window.
-pub fn row_ttl(k: &Settings) -> Duration {
-    jitter::apply(Duration::from_millis(k.ttl_ms), k.ttl_jitter_percent) + swr_extension(k)
-}
-
-/// Cache a tombstone (a 404) for user `id` for the negative TTL.
-pub async fn cache_tombstone(b: &Backend, id: i32, fill: Fill) {
-    let k = b.knobs.get();
-    let ttl = Duration::from_secs(k.negative_ttl_secs);
-    put(b, id, &tombstone::body(id), ttl, fill, Counter::Tombstones).await;
-}
-
-async fn put(b: &Backend, id: i32, value: &[u8], ttl: Duration, fill: Fill, counter: Counter) {
-    let key = user_key(id);
-    let written = match &fill {
-        Fill::Always => b.cache.set(&key, value, ttl, false).await,
-        Fill::IfAbsent => b.cache.set(&key, value, ttl, true).await,
-        Fill::WithLease(token) => {
-            let written = b
-                .cache
-                .fill_with_lease(&key, &lease_key(id), token, value, ttl)
-                .await;
-            if matches!(written, Ok(false)) {
-                b.counters.record(Counter::LeaseRejects);
-                tracing::debug!(strategy = b.name, "LEASE REVOKED {key}: fill refused");
-            }
-            written
-        }
-        Fill::Replacing(old) => b.cache.replace(&key, old, value, ttl).await,
-    };
-    match written {
-        Ok(true) => {
-            b.counters.record(counter);
-            tracing::debug!(strategy = b.name, "CACHE UPDATED {key} (ttl {ttl:?})");
-        }
-        Ok(false) => {}
-        Err(e) => b.cache_failed("SET", &key, &e),
-    }
-}
-
-/// PUT through Postgres, then the strategy's cache step.
-pub async fn update<S: Strategy>(
-    s: S,
-    b: Arc<Backend>,
+/// Change the given fields in Postgres: the row as it is now, or `None` if absent.
+pub async fn update_row(
+    b: &Arc<Backend>,
     id: i32,
-    name: Option<&str>,
-    email: Option<&str>,
-) -> Result<Option<Bytes>, StrategyError> {
-    let Some(user) = b.store.update_user(id, name, email).await? else {
-        return Ok(None);
-    };
-    b.counters.record(Counter::DbWrites);
-    tracing::debug!(strategy = S::NAME, "DB UPDATED user:{id}");
-    let body = to_json(&user);
-    s.after_update(&b, &user, &body).await;
-    Ok(Some(body))
+    patch: &Patch<'_>,
+) -> Result<Option<User>, StrategyError> {
+    let user = b.store.update_user(id, patch.name, patch.email).await?;
+    if user.is_some() {
+        b.counters.record(Counter::DbWrites);
+        tracing::debug!(strategy = b.name, "DB UPDATED user:{id}");
+    }
+    Ok(user)
 }
 
-/// POST through Postgres, then the strategy's cache step.
-pub async fn create<S: Strategy>(
-    s: S,
-    b: Arc<Backend>,
-    name: &str,
-    email: &str,
-) -> Result<Bytes, StrategyError> {
+/// Insert a user with the next id.
+pub async fn insert_row(b: &Arc<Backend>, name: &str, email: &str) -> Result<User, StrategyError> {
     let user = b.store.insert_user(name, email).await?;
     b.counters.record(Counter::DbWrites);
-    tracing::debug!(strategy = S::NAME, "DB INSERTED user:{}", user.id);
-    let body = to_json(&user);
-    s.after_create(&b, &user, &body).await;
-    Ok(body)
+    tracing::debug!(strategy = b.name, "DB INSERTED user:{}", user.id);
+    Ok(user)
 }
 
-/// DELETE through Postgres, then the strategy's cache step.
-pub async fn delete<S: Strategy>(s: S, b: Arc<Backend>, id: i32) -> Result<bool, StrategyError> {
-    let existed = b.store.delete_user(id).await?;
-    if existed {
+/// Delete a user: when it was there, the stamp of the delete (for the write guard).
+pub async fn delete_row(b: &Arc<Backend>, id: i32) -> Result<Option<String>, StrategyError> {
+    let deleted = b.store.delete_user(id).await?;
+    if deleted.is_some() {
         b.counters.record(Counter::DbWrites);
-        tracing::debug!(strategy = S::NAME, "DB DELETED user:{id}");
+        tracing::debug!(strategy = b.name, "DB DELETED user:{id}");
     }
-    s.after_delete(&b, id).await;
-    Ok(existed)
+    Ok(deleted)
 }

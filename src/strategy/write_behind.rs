@@ -26,8 +26,14 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::write::{cached_row, row_ttl};
-use super::{to_json, Backend, Patch, Strategy, StrategyError};
+use super::backend::Backend;
+use super::cached::Cached;
+use super::error::StrategyError;
+use super::fill::{cached_row, row_ttl, to_json};
+use super::ops::Strategy;
+use super::remedies::tombstone;
+use super::source::RowSource;
+use super::write::Patch;
 use crate::cache::user_key;
 use crate::cache::wb_queue::{self, CachedRow, Committed, WbQueue};
 use crate::counters::Counter;
@@ -49,9 +55,13 @@ pub struct WriteBehind;
 #[serde(tag = "op", rename_all = "lowercase")]
 enum Queued {
     /// A POST: inserted by the flush, never over an existing row.
-    Insert { row: User },
+    Insert {
+        row: User,
+    },
     /// A PUT (or several, coalesced): the row's fields replaced by the flush.
-    Update { row: User },
+    Update {
+        row: User,
+    },
     Delete,
 }
 
@@ -75,10 +85,7 @@ enum Kind {
     Update,
 }
 
-impl Strategy for WriteBehind {
-    const NAME: &'static str = "write-behind";
-    const SUMMARY: &'static str =
-        "reads: cache, else the write queue, else Postgres; writes: the cache and a queue in Redis, flushed to Postgres in batches every flush_interval_ms";
+impl RowSource for WriteBehind {
     const FILL_IF_ABSENT: bool = true;
 
     /// The queue first (a queued write is newer than Postgres), then Postgres.
@@ -98,6 +105,12 @@ impl Strategy for WriteBehind {
         b.counters.record(Counter::DbReads);
         Ok(b.store.get_user(id, b.knobs.get().db_delay()).await?)
     }
+}
+
+impl Strategy for WriteBehind {
+    const NAME: &'static str = "write-behind";
+    const SUMMARY: &'static str =
+        "reads: cache, else the write queue, else Postgres; writes: the cache and a queue in Redis, flushed to Postgres in batches every flush_interval_ms";
 
     async fn update(
         self,
@@ -197,7 +210,7 @@ async fn write(
                     updated_at: Some(stamp.clone()),
                 };
                 let body = to_json(&row);
-                (Queued::Insert { row }, Cached::Row(body), stamp)
+                (Queued::Insert { row }, Caches::Row(body), stamp)
             }
             (Change::Patch(patch), Base::Row(mut row, kind)) => {
                 if let Some(name) = patch.name {
@@ -213,18 +226,18 @@ async fn write(
                     Kind::Insert => Queued::Insert { row },
                     Kind::Update => Queued::Update { row },
                 };
-                (queued, Cached::Row(body), stamp)
+                (queued, Caches::Row(body), stamp)
             }
             (Change::Delete, Base::Row(row, _)) => {
                 let stamp = stamp_after(row.updated_at.as_deref());
-                let tombstone = super::remedies::tombstone::stamped(id, &stamp);
-                (Queued::Delete, Cached::Tombstone(tombstone), stamp)
+                let tombstone = tombstone::stamped(id, &stamp);
+                (Queued::Delete, Caches::Tombstone(tombstone), stamp)
             }
         };
         let entry = serde_json::to_vec(&queued).expect("a queued write serialises");
         let (value, ttl) = match &cached {
-            Cached::Row(body) => cached_row(&b.knobs.get(), body),
-            Cached::Tombstone(t) => (t.to_vec(), row_ttl(&b.knobs.get())),
+            Caches::Row(body) => cached_row(&b.knobs.get(), body),
+            Caches::Tombstone(t) => (t.to_vec(), row_ttl(&b.knobs.get())),
         };
         // One Redis node: the row is cached by the commit itself. A cluster keeps the row
         // and the queue in different slots: the row follows, guarded by its stamp.
@@ -287,7 +300,7 @@ struct Stamped {
 }
 
 /// What a write caches: the row, or a tombstone for a DELETE.
-enum Cached {
+enum Caches {
     Row(Bytes),
     Tombstone(Bytes),
 }
@@ -305,11 +318,14 @@ async fn unqueued_base(
         if let Ok(seen) = serde_json::from_slice::<Stamped>(&value) {
             let stamp = seen.updated_at.or(seen.deleted_at).unwrap_or_default();
             if *stamp >= *last_stamp {
-                if super::remedies::tombstone::is_tombstone(&value) {
-                    return Ok(Base::Absent);
-                }
-                if let Ok(row) = serde_json::from_slice::<User>(&value) {
-                    return Ok(Base::Row(row, Kind::Update));
+                match Cached::of(&value) {
+                    Cached::Tombstone => return Ok(Base::Absent),
+                    Cached::Row => {
+                        if let Ok(row) = serde_json::from_slice::<User>(&value) {
+                            return Ok(Base::Row(row, Kind::Update));
+                        }
+                    }
+                    Cached::Invalidated => {}
                 }
             }
         }
@@ -423,11 +439,7 @@ async fn flush_once(b: &Backend) -> Option<usize> {
 }
 
 /// Apply one piece of the batch in one transaction and settle it in Redis.
-async fn flush_piece(
-    b: &Backend,
-    queue: &WbQueue<'_>,
-    piece: &[(String, Bytes)],
-) -> Option<usize> {
+async fn flush_piece(b: &Backend, queue: &WbQueue<'_>, piece: &[(String, Bytes)]) -> Option<usize> {
     let mut writes = Vec::with_capacity(piece.len());
     let mut fields = Vec::with_capacity(piece.len());
     let mut rejected: Vec<(&str, String)> = Vec::new();
@@ -445,7 +457,10 @@ async fn flush_piece(
                 writes.push(write);
                 fields.push(field.as_str());
             }
-            None => rejected.push((field, dead_letter(entry, "unreadable: not a queued write of this user"))),
+            None => rejected.push((
+                field,
+                dead_letter(entry, "unreadable: not a queued write of this user"),
+            )),
         }
     }
     let outcome = match b.store.apply_batch(&writes).await {
@@ -465,7 +480,11 @@ async fn flush_piece(
     for (field, write) in fields.iter().zip(&writes) {
         match refused.get(&write.id()) {
             Some(why) => {
-                let entry = &piece.iter().find(|(f, _)| f == field).expect("from the piece").1;
+                let entry = &piece
+                    .iter()
+                    .find(|(f, _)| f == field)
+                    .expect("from the piece")
+                    .1;
                 rejected.push((field, dead_letter(entry, why)));
             }
             None => done.push(*field),
@@ -490,7 +509,10 @@ async fn flush_piece(
     b.counters.add(Counter::WbFlushed, n);
     b.counters.add(Counter::DbWrites, n);
     b.counters.record(Counter::WbBatches);
-    tracing::debug!(strategy = WriteBehind::NAME, "FLUSHED {n} writes in one transaction");
+    tracing::debug!(
+        strategy = WriteBehind::NAME,
+        "FLUSHED {n} writes in one transaction"
+    );
     Some(done.len() + rejected.len())
 }
 

@@ -276,7 +276,7 @@ pub fn free_port_block() -> u16 {
             .wrapping_add(1442695040888963407);
         let port = 20_000 + (seed >> 33) as u16 % 10_000;
         let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-        let count = cachelab::strategy::REGISTRY.len() as u16;
+        let count = cachelab::strategy::StrategyKind::ALL.len() as u16;
         if (port..port + count).all(free) {
             return port;
         }

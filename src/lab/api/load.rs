@@ -390,7 +390,7 @@ fn flatten_timeline(figures: &mut serde_json::Map<String, serde_json::Value>) {
             continue;
         };
         let cache = fields.remove("cache").unwrap_or_default();
-        for kind in crate::strategy::XCache::ALL {
+        for kind in crate::xcache::XCache::ALL {
             let n = cache
                 .get(kind.as_str())
                 .and_then(|v| v.as_u64())

@@ -6,21 +6,30 @@
 //! outstanding leases by deleting them, so a slow read cannot put an old row back.
 //!
 //! Every write deletes the lease key along with the row (one DEL, one hash slot), so the
-//! modes can be switched at any time.
+//! modes can be switched at any time. Under the write guard (`set_write_guard("version")`)
+//! the row is not deleted but replaced by a marker carrying the write's stamp (see
+//! `guard`), so a slow read cannot put back a row older than the write.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::guard;
 use crate::cache::keys::{lease_key, user_key};
 use crate::counters::Counter;
-use crate::knobs::{Invalidation, Settings};
-use crate::strategy::Backend;
+use crate::knobs::{Invalidation, WriteGuard};
+use crate::strategy::backend::Backend;
+use crate::strategy::fill::row_ttl;
 
-/// After a write to user `id`: DEL the row (and revoke its lease); with `uses_knob` (a
-/// cache-aside server) also follow the invalidation mode.
-pub async fn after_write(b: Arc<Backend>, id: i32, uses_knob: bool) {
-    evict(&b, id).await;
+/// After a write to user `id` (stamped `stamp`, when Postgres gave one): invalidate the
+/// row and revoke its lease; with `uses_knob` (a cache-aside server) also follow the
+/// invalidation mode.
+pub async fn after_write(b: Arc<Backend>, id: i32, stamp: Option<&str>, uses_knob: bool) {
     let k = b.knobs.get();
+    let marker = match (k.write_guard, stamp) {
+        (WriteGuard::Version, Some(stamp)) => Some(stamp.to_string()),
+        (WriteGuard::Version, None) | (WriteGuard::None, _) => None,
+    };
+    invalidate(&b, id, marker.as_deref()).await;
     if uses_knob && k.invalidation == Invalidation::DoubleDelete {
         let later = b.clone();
         let delay = Duration::from_millis(k.double_delete_ms);
@@ -28,9 +37,34 @@ pub async fn after_write(b: Arc<Backend>, id: i32, uses_knob: bool) {
         b.tasks.spawn(async move {
             tokio::select! {
                 _ = lab.cancelled() => {}
-                _ = tokio::time::sleep(delay) => evict(&later, id).await,
+                _ = tokio::time::sleep(delay) => invalidate(&later, id, marker.as_deref()).await,
             }
         });
+    }
+}
+
+/// Invalidate user `id`: DEL the row and its lease, or under the write guard leave a
+/// marker of the write's `stamp` (only over an older row or marker) and DEL the lease.
+async fn invalidate(b: &Backend, id: i32, stamp: Option<&str>) {
+    let Some(stamp) = stamp else {
+        return evict(b, id).await;
+    };
+    let key = user_key(id);
+    let ttl = row_ttl(&b.knobs.get());
+    match b
+        .cache
+        .set_if_newer(&key, &guard::marker(stamp), stamp, ttl)
+        .await
+    {
+        Ok(_) => {
+            b.counters.record(Counter::CacheDels);
+            tracing::debug!(strategy = b.name, "CACHE INVALIDATED {key} at {stamp}");
+        }
+        Err(e) => b.cache_failed("SET marker", &key, &e),
+    }
+    let lease = lease_key(id);
+    if let Err(e) = b.cache.del(&[&lease]).await {
+        b.cache_failed("DEL", &lease, &e);
     }
 }
 
@@ -43,21 +77,5 @@ pub async fn evict(b: &Backend, id: i32) {
             tracing::debug!(strategy = b.name, "CACHE DELETED {key}");
         }
         Err(e) => b.cache_failed("DEL", &key, &e),
-    }
-}
-
-/// Take the lease for a miss of `id`: its token, or `None` when another read holds it or
-/// Redis failed (then this read must not fill the cache).
-pub async fn take_lease(b: &Backend, id: i32, k: &Settings) -> Option<String> {
-    let token = format!("{:016x}", rand::random::<u64>());
-    let ttl = Duration::from_millis(k.lease_ttl_ms.max(1));
-    let lease = lease_key(id);
-    match b.cache.try_lock(&lease, &token, ttl).await {
-        Ok(true) => Some(token),
-        Ok(false) => None,
-        Err(e) => {
-            b.cache_failed("SET NX", &lease, &e);
-            None
-        }
     }
 }

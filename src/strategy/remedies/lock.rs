@@ -8,18 +8,22 @@ use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::tombstone;
 use crate::cache::keys::{lock_key, user_key};
 use crate::counters::Counter;
 use crate::knobs::Settings;
-use crate::strategy::{read, Backend, Strategy, StrategyError, XCache};
+use crate::strategy::backend::Backend;
+use crate::strategy::cached::Cached;
+use crate::strategy::error::StrategyError;
+use crate::strategy::fill::load_and_fill;
+use crate::strategy::source::RowSource;
+use crate::xcache::XCache;
 
 /// The first and the longest pause between two looks at the cache.
 const FIRST_PAUSE: Duration = Duration::from_millis(2);
 const LONGEST_PAUSE: Duration = Duration::from_millis(20);
 
 /// Answer a miss of `id` under the lock protection.
-pub async fn read<S: Strategy>(
+pub async fn read<S: RowSource>(
     s: S,
     b: &Arc<Backend>,
     id: i32,
@@ -38,14 +42,15 @@ pub async fn read<S: Strategy>(
                 // value is there, and must not be read again.
                 if waited {
                     if let Ok(Some(value)) = b.cache.get(&key).await {
-                        if let Err(e) = b.cache.unlock(&lock, &token).await {
-                            b.cache_failed("unlock", &lock, &e);
+                        if let Some(user) = filled(value) {
+                            if let Err(e) = b.cache.unlock(&lock, &token).await {
+                                b.cache_failed("unlock", &lock, &e);
+                            }
+                            return (Ok(user), XCache::Coalesced);
                         }
-                        let user = (!tombstone::is_tombstone(&value)).then_some(value);
-                        return (Ok(user), XCache::Coalesced);
                     }
                 }
-                let outcome = read::load_and_fill(s, b, id, true, None).await;
+                let outcome = load_and_fill(s, b, id, true, None).await;
                 if let Err(e) = b.cache.unlock(&lock, &token).await {
                     b.cache_failed("unlock", &lock, &e);
                 }
@@ -55,10 +60,7 @@ pub async fn read<S: Strategy>(
             Err(e) => {
                 // No lock without Redis: read Postgres, and do not try to fill.
                 b.cache_failed("SET NX", &lock, &e);
-                return (
-                    read::load_and_fill(s, b, id, false, None).await,
-                    XCache::Miss,
-                );
+                return (load_and_fill(s, b, id, false, None).await, XCache::Miss);
             }
         }
         if !waited {
@@ -66,26 +68,31 @@ pub async fn read<S: Strategy>(
             b.counters.record(Counter::LockWaits);
         }
         if Instant::now() >= give_up {
-            return (
-                read::load_and_fill(s, b, id, true, None).await,
-                XCache::Miss,
-            );
+            return (load_and_fill(s, b, id, true, None).await, XCache::Miss);
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(LONGEST_PAUSE);
         match b.cache.get(&key).await {
             Ok(Some(value)) => {
-                let user = (!tombstone::is_tombstone(&value)).then_some(value);
-                return (Ok(user), XCache::Coalesced);
+                if let Some(user) = filled(value) {
+                    return (Ok(user), XCache::Coalesced);
+                }
             }
             Ok(None) => {}
             Err(e) => {
                 b.cache_failed("GET", &key, &e);
-                return (
-                    read::load_and_fill(s, b, id, false, None).await,
-                    XCache::Miss,
-                );
+                return (load_and_fill(s, b, id, false, None).await, XCache::Miss);
             }
         }
+    }
+}
+
+/// What a cached value answers once the holder filled it: the row, or a tombstone's 404
+/// (`Some(None)`); `None` for the write guard's marker, which is not a fill.
+fn filled(value: Bytes) -> Option<Option<Bytes>> {
+    match Cached::of(&value) {
+        Cached::Row => Some(Some(value)),
+        Cached::Tombstone => Some(None),
+        Cached::Invalidated => None,
     }
 }

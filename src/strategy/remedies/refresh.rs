@@ -4,25 +4,12 @@
 //! invalidated the entry in the meantime is never undone by an older read.
 
 use bytes::Bytes;
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::counters::Counter;
-use crate::strategy::{read, Backend, Strategy};
-
-/// Keys with a refresh running in this server.
-#[derive(Default)]
-pub struct InFlight(Mutex<HashSet<i32>>);
-
-impl InFlight {
-    fn start(&self, id: i32) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id)
-    }
-
-    fn finish(&self, id: i32) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-    }
-}
+use crate::strategy::backend::Backend;
+use crate::strategy::fill::load_and_fill;
+use crate::strategy::source::RowSource;
 
 /// Removes the key from the in-flight set however the refresh ends.
 struct Running {
@@ -38,7 +25,7 @@ impl Drop for Running {
 
 /// Refresh `id` in the background unless a refresh of it is running already; `old` is
 /// the cached value being refreshed.
-pub fn spawn<S: Strategy>(s: S, b: &Arc<Backend>, id: i32, old: Bytes) {
+pub fn spawn<S: RowSource>(s: S, b: &Arc<Backend>, id: i32, old: Bytes) {
     if !b.remedies.refreshing.start(id) {
         return;
     }
@@ -49,7 +36,7 @@ pub fn spawn<S: Strategy>(s: S, b: &Arc<Backend>, id: i32, old: Bytes) {
         let b = running.b.clone();
         tokio::select! {
             _ = lab.cancelled() => {}
-            result = read::load_and_fill(s, &b, id, true, Some(old)) => {
+            result = load_and_fill(s, &b, id, true, Some(old)) => {
                 if let Err(e) = result {
                     tracing::debug!(strategy = b.name, "background refresh of user:{id} failed: {e}");
                 }

@@ -5,43 +5,15 @@
 //! bounded time, then reads Postgres itself: no failure upstream becomes a hang.
 
 use bytes::Bytes;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
-use crate::strategy::{read, Backend, Strategy, StrategyError, XCache};
-
-/// What a read in flight ends with, shared by everyone waiting on it.
-type Outcome = Result<Option<Bytes>, Arc<StrategyError>>;
-
-/// Reads in flight, by user id.
-#[derive(Default)]
-pub struct Flights(Mutex<HashMap<i32, watch::Receiver<Option<Outcome>>>>);
-
-enum Joined {
-    Leader(watch::Sender<Option<Outcome>>),
-    Follower(watch::Receiver<Option<Outcome>>),
-}
-
-impl Flights {
-    fn join(&self, id: i32) -> Joined {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(rx) = map.get(&id) {
-            // A leader that died without answering leaves a closed channel: replace it.
-            if rx.has_changed().is_ok() || rx.borrow().is_some() {
-                return Joined::Follower(rx.clone());
-            }
-        }
-        let (tx, rx) = watch::channel(None);
-        map.insert(id, rx);
-        Joined::Leader(tx)
-    }
-
-    fn leave(&self, id: i32) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-    }
-}
+use super::state::Joined;
+use crate::strategy::backend::Backend;
+use crate::strategy::error::StrategyError;
+use crate::strategy::fill::load_and_fill;
+use crate::strategy::source::RowSource;
+use crate::xcache::XCache;
 
 /// Removes the flight however the leader's task ends.
 struct Flight {
@@ -56,7 +28,7 @@ impl Drop for Flight {
 }
 
 /// Answer a miss of `id`, sharing one Postgres read among concurrent misses.
-pub async fn read<S: Strategy>(
+pub async fn read<S: RowSource>(
     s: S,
     b: &Arc<Backend>,
     id: i32,
@@ -70,7 +42,7 @@ pub async fn read<S: Strategy>(
                 let b = flight.b.clone();
                 // Cancelled with its lab: the waiters then read Postgres themselves.
                 let outcome = tokio::select! {
-                    outcome = read::load_and_fill(s, &b, id, true, None) => outcome.map_err(Arc::new),
+                    outcome = load_and_fill(s, &b, id, true, None) => outcome.map_err(Arc::new),
                     _ = lab.cancelled() => Err(Arc::new(StrategyError::Internal(anyhow::anyhow!(
                         "the read of user {id} was cancelled: its lab ended"
                     )))),
@@ -99,10 +71,7 @@ pub async fn read<S: Strategy>(
                 return (outcome.map_err(StrategyError::Coalesced), XCache::Coalesced);
             }
             // The leader vanished or is slower than the bound: read Postgres ourselves.
-            (
-                read::load_and_fill(s, b, id, true, None).await,
-                XCache::Miss,
-            )
+            (load_and_fill(s, b, id, true, None).await, XCache::Miss)
         }
     }
 }
