@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-use crate::cache::{Cache, RedisConn, RedisTarget, DEFAULT_REDIS_TIMEOUT};
+use crate::cache::{Cache, RedisConn, DEFAULT_REDIS_TIMEOUT};
 use crate::knobs::{Knobs, Settings};
 use crate::server::{HttpLimits, StrategyServer};
 use crate::stack::proxy::FaultProxy;
+use crate::stack::RedisTarget;
 use crate::stack::{endpoint, Stack, StackInfo};
 use crate::store::admin::Admin;
 use crate::store::{Store, DEFAULT_DB_TIMEOUT};

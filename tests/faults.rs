@@ -10,7 +10,7 @@ mod common;
 
 use cachelab::counters::Counter;
 use cachelab::services::Services;
-use cachelab::stack::child::signal_tree;
+use cachelab::stack::process_tree::signal_tree;
 use cachelab::stack::proxy::Fault;
 use common::{cachelab, get, serial, shared_stack, start_services, Answer, Run};
 use std::path::{Path, PathBuf};

@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::cluster::{parse_cluster_nodes, ClusterNode};
+use crate::stack::endpoint::redact;
+use crate::stack::RedisTarget;
 
 /// A cheap-to-clone handle on a Redis connection.
 #[derive(Clone)]
@@ -26,21 +28,13 @@ pub enum RedisConn {
     Cluster(ClusterConnection),
 }
 
-/// Where a Redis is: one node's URL, or a cluster's node URLs (any one that answers will
-/// do; the client learns the rest from `CLUSTER SLOTS`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTarget {
-    Single(String),
-    Cluster(Vec<String>),
-}
-
 impl RedisConn {
     /// Connect lazily to `url`: a Redis that is down now fails only the calls that need
     /// it, and the connection comes back by itself when Redis does. Every call waits at
     /// most `timeout` for its answer.
     pub fn single(url: &str, timeout: Duration) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)
-            .with_context(|| format!("parsing Redis URL {}", crate::stack::redact(url)))?;
+            .with_context(|| format!("parsing Redis URL {}", redact(url)))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -80,7 +74,7 @@ impl RedisConn {
                 .collect();
             builder = builder.node_address_map(map);
         }
-        let shown: Vec<String> = urls.iter().map(|u| crate::stack::redact(u)).collect();
+        let shown: Vec<String> = urls.iter().map(|u| redact(u)).collect();
         let client = builder
             .build()
             .with_context(|| format!("parsing Redis Cluster URLs {}", shown.join(" ")))?;
@@ -97,16 +91,14 @@ impl RedisConn {
         match target {
             RedisTarget::Single(url) => {
                 let client = redis::Client::open(url.as_str())
-                    .with_context(|| format!("parsing Redis URL {}", crate::stack::redact(url)))?;
+                    .with_context(|| format!("parsing Redis URL {}", redact(url)))?;
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(Duration::from_secs(2)))
                     .set_response_timeout(Some(Duration::from_secs(5)))
                     .set_number_of_retries(1);
                 let conn = ConnectionManager::new_with_config(client, config)
                     .await
-                    .with_context(|| {
-                        format!("connecting to Redis at {}", crate::stack::redact(url))
-                    })?;
+                    .with_context(|| format!("connecting to Redis at {}", redact(url)))?;
                 Ok(Self::Single(conn))
             }
             RedisTarget::Cluster(urls) => {

@@ -17,8 +17,9 @@ pub mod keys;
 mod slots;
 pub mod wb_queue;
 
+pub use crate::stack::RedisTarget;
 pub use cluster::ClusterNode;
-pub use conn::{RedisConn, RedisTarget};
+pub use conn::RedisConn;
 pub use keys::user_key;
 
 use bytes::Bytes;

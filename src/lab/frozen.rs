@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-use crate::stack::child::{signal_tree, start_time};
+use crate::stack::process_tree::{signal_tree, start_time};
 
 /// A frozen process: its pid and start time.
 type Member = (u32, u64);

@@ -51,6 +51,20 @@ fn dsn_value<'a>(dsn: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|part| part.strip_prefix(key)?.strip_prefix('='))
 }
 
+/// Hide the password of a `scheme://user:password@host/...` URL.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +96,18 @@ mod tests {
             with_authority("host=db port=5433 user=bob", via),
             "host=127.0.0.1 port=4000 user=bob"
         );
+    }
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(
+            redact("postgres://bob:s3cret@db.local:5432/app"),
+            "postgres://bob:***@db.local:5432/app"
+        );
+        assert_eq!(
+            redact("redis://:pw@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
+        assert_eq!(redact("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
     }
 }

@@ -10,16 +10,19 @@ mod managed_cluster;
 mod managed_postgres;
 mod managed_redis;
 mod ports;
+pub mod process_tree;
 pub mod proxy;
 pub mod reaper;
+pub mod roles;
 
 pub use managed_cluster::{ClusterNodeInfo, ManagedCluster};
 pub use managed_postgres::ManagedPostgres;
 pub use managed_redis::ManagedRedis;
 
+use endpoint::redact;
+
 use anyhow::{bail, Context};
 
-use crate::cache::RedisTarget;
 use std::path::{Path, PathBuf};
 
 /// What the user asked for on the command line (or through the environment).
@@ -109,10 +112,7 @@ impl Stack {
     /// What the servers and labs need to know of this stack.
     pub fn info(&self) -> StackInfo {
         let (database_url, database_lab_url) = match &self.postgres {
-            PostgresSource::Managed(p) => (
-                p.url_as(crate::store::admin::APP_ROLE),
-                p.url_as(crate::store::admin::LAB_ROLE),
-            ),
+            PostgresSource::Managed(p) => (p.url_as(roles::APP_ROLE), p.url_as(roles::LAB_ROLE)),
             PostgresSource::External(url) => (
                 url.clone(),
                 self.options
@@ -176,7 +176,7 @@ impl Stack {
             PostgresSource::External(_) => None,
         });
         for pid in pids.into_iter().flatten() {
-            child::signal_tree(pid, libc::SIGCONT);
+            process_tree::signal_tree(pid, libc::SIGCONT);
         }
     }
 
@@ -276,6 +276,14 @@ impl Stack {
     pub fn psql_hint(&self) -> String {
         format!("psql {}", redact(&self.database_url()))
     }
+}
+
+/// Where a Redis is: one node's URL, or a cluster's node URLs (any one that answers will
+/// do; a client learns the rest from `CLUSTER SLOTS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    Single(String),
+    Cluster(Vec<String>),
 }
 
 /// Where the stack's servers are and what labs may do to them.
@@ -388,37 +396,5 @@ fn sweep_stale_dirs() {
             );
             let _ = std::fs::remove_dir_all(entry.path());
         }
-    }
-}
-
-/// Hide the password of a `scheme://user:password@host/...` URL.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let Some((userinfo, host)) = rest.rsplit_once('@') else {
-        return url.to_string();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn redact_hides_only_the_password() {
-        assert_eq!(
-            redact("postgres://bob:s3cret@db.local:5432/app"),
-            "postgres://bob:***@db.local:5432/app"
-        );
-        assert_eq!(
-            redact("redis://:pw@127.0.0.1:6379/0"),
-            "redis://:***@127.0.0.1:6379/0"
-        );
-        assert_eq!(redact("redis://127.0.0.1:6379/"), "redis://127.0.0.1:6379/");
     }
 }

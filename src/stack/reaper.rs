@@ -83,7 +83,7 @@ pub fn reap_all() {
     for child in &children {
         // A paused server would not act on its signal and its frozen children would
         // outlive it: continue them all first.
-        super::child::signal_tree(child.pid as u32, libc::SIGCONT);
+        super::process_tree::signal_tree(child.pid as u32, libc::SIGCONT);
         // SAFETY: signalling and reaping our own child by pid.
         unsafe {
             libc::kill(child.pid, child.signal);

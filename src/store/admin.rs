@@ -12,10 +12,7 @@ use tokio_postgres::{Client, NoTls};
 
 use crate::seed;
 
-/// The role the strategy servers connect as on the managed stack (owns `users`).
-pub const APP_ROLE: &str = "cachelab_app";
-/// The role labs' `db_query`/`db_get` connect as on the managed stack.
-pub const LAB_ROLE: &str = "cachelab_lab";
+pub use crate::stack::roles::{APP_ROLE, LAB_ROLE};
 
 /// A short-lived administrative session.
 pub struct Admin {
@@ -27,17 +24,22 @@ pub struct Admin {
 impl Admin {
     /// Connect to `url` (the superuser's on a managed stack).
     pub async fn connect(url: &str, managed: bool) -> anyhow::Result<Self> {
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .with_context(|| format!("parsing database URL {}", crate::stack::redact(url)))?;
+        let mut config: tokio_postgres::Config = url.parse().with_context(|| {
+            format!(
+                "parsing database URL {}",
+                crate::stack::endpoint::redact(url)
+            )
+        })?;
         config.connect_timeout(Duration::from_secs(5));
         config.application_name("cachelab-admin");
         // A reset must not wait forever behind a lock a stuck session holds.
         config.options("-c lock_timeout=3000 -c statement_timeout=10000");
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .with_context(|| format!("connecting to Postgres at {}", crate::stack::redact(url)))?;
+        let (client, connection) = config.connect(NoTls).await.with_context(|| {
+            format!(
+                "connecting to Postgres at {}",
+                crate::stack::endpoint::redact(url)
+            )
+        })?;
         tokio::spawn(async move {
             let _ = connection.await;
         });

@@ -44,7 +44,10 @@ impl LabDb {
     async fn client(&mut self) -> anyhow::Result<&mut Client> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             let mut config: tokio_postgres::Config = self.url.parse().with_context(|| {
-                format!("parsing database URL {}", crate::stack::redact(&self.url))
+                format!(
+                    "parsing database URL {}",
+                    crate::stack::endpoint::redact(&self.url)
+                )
             })?;
             config.connect_timeout(Duration::from_secs(5));
             config.application_name("cachelab-lab");

@@ -73,9 +73,12 @@ impl Store {
     /// fails the requests that need it.
     pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .with_context(|| format!("parsing database URL {}", crate::stack::redact(url)))?;
+        let mut config: tokio_postgres::Config = url.parse().with_context(|| {
+            format!(
+                "parsing database URL {}",
+                crate::stack::endpoint::redact(url)
+            )
+        })?;
         config.connect_timeout(timeout);
         config.application_name("cachelab");
         // The server enforces the bound too, so a slow statement does not run on after
