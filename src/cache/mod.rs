@@ -13,6 +13,7 @@ mod breaker;
 mod breakers;
 pub mod cluster;
 mod conn;
+pub mod info;
 pub mod keys;
 mod slots;
 pub mod wb_queue;

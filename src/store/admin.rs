@@ -8,7 +8,7 @@
 
 use anyhow::Context;
 use std::time::Duration;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::seed;
 
@@ -24,25 +24,14 @@ pub struct Admin {
 impl Admin {
     /// Connect to `url` (the superuser's on a managed stack).
     pub async fn connect(url: &str, managed: bool) -> anyhow::Result<Self> {
-        let mut config: tokio_postgres::Config = url.parse().with_context(|| {
-            format!(
-                "parsing database URL {}",
-                crate::stack::endpoint::redact(url)
-            )
-        })?;
-        config.connect_timeout(Duration::from_secs(5));
-        config.application_name("cachelab-admin");
         // A reset must not wait forever behind a lock a stuck session holds.
-        config.options("-c lock_timeout=3000 -c statement_timeout=10000");
-        let (client, connection) = config.connect(NoTls).await.with_context(|| {
-            format!(
-                "connecting to Postgres at {}",
-                crate::stack::endpoint::redact(url)
-            )
-        })?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        let config = super::connect::config(
+            url,
+            "cachelab-admin",
+            Duration::from_secs(5),
+            Some("-c lock_timeout=3000 -c statement_timeout=10000"),
+        )?;
+        let client = super::connect::open(url, &config).await?;
         Ok(Self { client, managed })
     }
 

@@ -7,7 +7,7 @@
 use anyhow::Context;
 use std::time::Duration;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::{User, USER_COLUMNS};
 
@@ -43,22 +43,9 @@ impl LabDb {
 
     async fn client(&mut self) -> anyhow::Result<&mut Client> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            let mut config: tokio_postgres::Config = self.url.parse().with_context(|| {
-                format!(
-                    "parsing database URL {}",
-                    crate::stack::endpoint::redact(&self.url)
-                )
-            })?;
-            config.connect_timeout(Duration::from_secs(5));
-            config.application_name("cachelab-lab");
-            let (client, connection) = config
-                .connect(NoTls)
-                .await
-                .context("connecting to Postgres")?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            self.client = Some(client);
+            let config =
+                super::connect::config(&self.url, "cachelab-lab", Duration::from_secs(5), None)?;
+            self.client = Some(super::connect::open(&self.url, &config).await?);
         }
         Ok(self.client.as_mut().expect("connected above"))
     }

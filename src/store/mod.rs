@@ -10,6 +10,7 @@
 
 pub mod admin;
 mod batch;
+mod connect;
 mod error;
 pub mod lab;
 
@@ -73,17 +74,10 @@ impl Store {
     /// fails the requests that need it.
     pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let mut config: tokio_postgres::Config = url.parse().with_context(|| {
-            format!(
-                "parsing database URL {}",
-                crate::stack::endpoint::redact(url)
-            )
-        })?;
-        config.connect_timeout(timeout);
-        config.application_name("cachelab");
         // The server enforces the bound too, so a slow statement does not run on after
         // the request gave up on it.
-        config.options(format!("-c statement_timeout={}", timeout.as_millis()));
+        let bound = format!("-c statement_timeout={}", timeout.as_millis());
+        let config = connect::config(url, "cachelab", timeout, Some(&bound))?;
         let manager = Manager::from_config(
             config,
             tokio_postgres::NoTls,

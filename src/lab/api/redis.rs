@@ -9,6 +9,7 @@
 use rhai::{Array, Dynamic, Map};
 
 use super::{def, Registry};
+use crate::cache::info::{caps_sharing, parse_size, Info, InfoValue};
 use crate::cache::RedisConn;
 use crate::lab::context::{self, LabContext};
 use crate::lab::convert::{arg_array, arg_count, arg_str, lab_error, to_json, LabResult};
@@ -173,35 +174,6 @@ fn ensure_may_flush(ctx: &LabContext, what: &str) -> LabResult<()> {
     }
 }
 
-/// A Redis size as `redis.conf` and `redis-cli` write it: `100`, `2mb`, `1gb`, `512k`
-/// (k/m/g are powers of 1000, kb/mb/gb of 1024).
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let lower = text.trim().to_ascii_lowercase();
-    let split = lower
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(lower.len());
-    let (digits, unit) = lower.split_at(split);
-    let scale: u64 = match unit {
-        "" | "b" => 1,
-        "k" => 1000,
-        "kb" => 1024,
-        "m" => 1000 * 1000,
-        "mb" => 1024 * 1024,
-        "g" => 1000 * 1000 * 1000,
-        "gb" => 1024 * 1024 * 1024,
-        _ => {
-            return Err(format!(
-                "{text:?} is not a Redis size (e.g. 100000, 512kb, 2mb, 1gb)"
-            ))
-        }
-    };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| format!("{text:?} is not a Redis size (e.g. 100000, 512kb, 2mb, 1gb)"))
-}
-
 /// Run `cmd` on the lab's connection. A connection that died with its Redis (a restart
 /// the lab asked for) is opened again once.
 fn query<T: redis::FromRedisValue>(ctx: &LabContext, cmd: redis::Cmd) -> LabResult<T> {
@@ -276,12 +248,7 @@ fn set_policy(ctx: &LabContext, policy: &str, maxmemory: Option<u64>) -> LabResu
                 on_every_master(ctx, |_, _| Some(redis::cmd("INFO").arg("memory").clone()))?;
             let used: Vec<u64> = texts
                 .iter()
-                .map(|t| {
-                    parse_info(t)
-                        .get("used_memory")
-                        .and_then(|v| v.as_int().ok())
-                        .unwrap_or(0) as u64
-                })
+                .map(|t| Info::parse(t).int("used_memory").unwrap_or(0) as u64)
                 .collect();
             caps_sharing(total, &used)
         };
@@ -299,24 +266,6 @@ fn set_policy(ctx: &LabContext, policy: &str, maxmemory: Option<u64>) -> LabResu
     Ok(())
 }
 
-/// Each master's maxmemory when a cluster's total is `total` and the masters use `used`
-/// bytes now: the room above what they use is shared evenly (a master's own footprint
-/// differs by its clients' buffers, and evenly shared caps would give the lighter ones
-/// more room for keys). The caps add up to `total`, so `redis_info().maxmemory` reads
-/// back what the lab set; none is below 1 byte (0 would mean no limit).
-fn caps_sharing(total: u64, used: &[u64]) -> Vec<u64> {
-    let count = used.len().max(1) as i128;
-    let room = total as i128 - used.iter().map(|&u| u as i128).sum::<i128>();
-    used.iter()
-        .enumerate()
-        .map(|(i, &u)| {
-            let i = i as i128;
-            let share = (room * (i + 1)).div_euclid(count) - (room * i).div_euclid(count);
-            (u as i128 + share).max(1) as u64
-        })
-        .collect()
-}
-
 fn info(section: Option<String>) -> LabResult<Map> {
     context::with(|ctx| {
         let texts: Vec<String> = on_every_master(ctx, |_, _| {
@@ -326,8 +275,8 @@ fn info(section: Option<String>) -> LabResult<Map> {
             }
             Some(cmd)
         })?;
-        let maps: Vec<Map> = texts.iter().map(|t| parse_info(t)).collect();
-        Ok(sum_info(maps))
+        let infos: Vec<Info> = texts.iter().map(|t| Info::parse(t)).collect();
+        Ok(info_map(Info::sum(infos)))
     })
 }
 
@@ -417,8 +366,8 @@ async fn node_figures(conn: &mut RedisConn, addr: Option<String>) -> Option<Node
         .await
         .ok()?
         .ok()?;
-    let info = parse_info(&text);
-    let number = |field: &str| info.get(field).and_then(|v| v.as_int().ok()).unwrap_or(0);
+    let info = Info::parse(&text);
+    let number = |field: &str| info.int(field).unwrap_or(0);
     Some(NodeFigures {
         keys,
         ops: number("total_commands_processed"),
@@ -428,143 +377,17 @@ async fn node_figures(conn: &mut RedisConn, addr: Option<String>) -> Option<Node
     })
 }
 
-/// INFO fields that describe a node rather than count something: summing them over the
-/// masters would be nonsense, so the first master's value stands (ports, ids, clocks,
-/// versions, settings that are the same on every node).
-fn describes_the_node(field: &str) -> bool {
-    const FIELDS: &[&str] = &[
-        "process_id",
-        "server_time_usec",
-        "uptime_in_seconds",
-        "uptime_in_days",
-        "hz",
-        "configured_hz",
-        "lru_clock",
-        "arch_bits",
-        "cluster_enabled",
-        "redis_git_dirty",
-        "io_threads_active",
-        "mem_clients_slaves",
-        "connected_slaves",
-        "master_repl_offset",
-        "second_repl_offset",
-        "repl_backlog_active",
-        "repl_backlog_size",
-        "repl_backlog_first_byte_offset",
-        "repl_backlog_histlen",
-        "lazyfree_pending_objects",
-    ];
-    FIELDS.contains(&field)
-        || field.ends_with("_port")
-        || field.ends_with("_pid")
-        || field.ends_with("_enabled")
-        || field.ends_with("_in_progress")
-        || field.ends_with("_status")
-        || field.starts_with("rdb_")
-        || field.starts_with("aof_")
-}
-
-/// The masters' INFO maps as one: amounts (counts, bytes, rates) summed; ratios averaged;
-/// `k=v,...` fields (`db0`, `cmdstat_*`) merged the same way per key; anything else the
-/// first master's. A single map comes back as it is.
-fn sum_info(maps: Vec<Map>) -> Map {
-    let mut maps = maps.into_iter();
-    let Some(mut total) = maps.next() else {
-        return Map::new();
-    };
-    let mut seen: std::collections::HashMap<String, i64> =
-        total.keys().map(|k| (k.to_string(), 1)).collect();
-    for map in maps {
-        for (field, value) in map {
-            let Some(current) = total.get_mut(&field) else {
-                seen.insert(field.to_string(), 1);
-                total.insert(field, value);
-                continue;
-            };
-            *seen.entry(field.to_string()).or_default() += 1;
-            if describes_the_node(&field) {
-                continue;
-            }
-            if let Some(merged) = add(current, &value) {
-                *current = merged;
-            }
-        }
-    }
-    // Averages: the sum of ratios over the number of masters that reported them.
-    for (field, count) in seen {
-        if count > 1 && is_average(&field) {
-            if let Some(v) = total.get_mut(field.as_str()) {
-                if let Ok(f) = v.as_float() {
-                    *v = (f / count as f64).into();
-                } else if let Ok(i) = v.as_int() {
-                    *v = (i as f64 / count as f64).into();
-                }
-            }
-        }
-    }
-    total
-}
-
-fn is_average(field: &str) -> bool {
-    field.contains("ratio") || field.starts_with("avg_") || field.contains("_avg_")
-}
-
-/// `a + b` for two INFO values of one field, or `None` to keep `a`. Inside `k=v,...`
-/// values an average (`avg_ttl`) keeps the first master's figure.
-fn add(a: &Dynamic, b: &Dynamic) -> Option<Dynamic> {
-    if let (Ok(x), Ok(y)) = (a.as_int(), b.as_int()) {
-        return Some((x + y).into());
-    }
-    let float = |v: &Dynamic| {
-        v.as_float()
-            .ok()
-            .or_else(|| v.as_int().ok().map(|i| i as f64))
-    };
-    if let (Some(x), Some(y)) = (float(a), float(b)) {
-        return Some((x + y).into());
-    }
-    let (x, y) = (a.clone().into_string().ok()?, b.clone().into_string().ok()?);
-    let (xs, ys) = (key_values(&x)?, key_values(&y)?);
-    let merged: Vec<String> = xs
-        .iter()
-        .map(|(k, v)| {
-            let other = ys.iter().find(|(yk, _)| yk == k).map_or(0.0, |(_, yv)| *yv);
-            let sum = if is_average(k) { *v } else { v + other };
-            if sum.fract() == 0.0 {
-                format!("{k}={}", sum as i64)
-            } else {
-                format!("{k}={sum}")
-            }
-        })
-        .collect();
-    Some(merged.join(",").into())
-}
-
-/// `keys=3,expires=3,avg_ttl=0` as pairs, when every value is a number.
-fn key_values(text: &str) -> Option<Vec<(String, f64)>> {
-    text.split(',')
-        .map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect()
-}
-
-/// INFO's `field:value` lines as a map, numbers as numbers.
-pub fn parse_info(text: &str) -> Map {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.split_once(':'))
+/// INFO as the lab reads it: a map, numbers as numbers.
+fn info_map(Info(fields): Info) -> Map {
+    fields
+        .into_iter()
         .map(|(field, value)| {
-            let value = value.trim();
-            let dynamic = if let Ok(i) = value.parse::<i64>() {
-                Dynamic::from(i)
-            } else if let Ok(f) = value.parse::<f64>() {
-                Dynamic::from(f)
-            } else {
-                Dynamic::from(value.to_string())
+            let value = match value {
+                InfoValue::Int(i) => Dynamic::from(i),
+                InfoValue::Float(f) => Dynamic::from(f),
+                InfoValue::Text(t) => Dynamic::from(t),
             };
-            (field.into(), dynamic)
+            (field.into(), value)
         })
         .collect()
 }
@@ -589,69 +412,5 @@ fn from_redis(value: redis::Value) -> Dynamic {
             .into(),
         Value::VerbatimString { text, .. } => text.into(),
         other => format!("{other:?}").into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redis_sizes_parse_as_redis_reads_them() {
-        assert_eq!(super::parse_size("2mb").unwrap(), 2 * 1024 * 1024);
-        assert_eq!(super::parse_size("1GB").unwrap(), 1024 * 1024 * 1024);
-        assert_eq!(super::parse_size("512k").unwrap(), 512_000);
-        assert_eq!(super::parse_size("1000").unwrap(), 1000);
-        assert!(super::parse_size("2 tb").is_err());
-        assert!(super::parse_size("mb").is_err());
-    }
-
-    #[test]
-    fn a_cluster_total_gives_every_master_the_same_room_and_adds_up() {
-        let caps = super::caps_sharing(3_000_100, &[1_000_000, 900_000, 1_000_000]);
-        assert_eq!(caps.iter().sum::<u64>(), 3_000_100);
-        let room: Vec<u64> = caps
-            .iter()
-            .zip([1_000_000, 900_000, 1_000_000])
-            .map(|(c, u)| c - u)
-            .collect();
-        assert!(
-            room.iter().max().unwrap() - room.iter().min().unwrap() <= 1,
-            "{room:?}"
-        );
-        // A total below what they use already: every master is capped below its footprint
-        // (it evicts), never at 0, which would lift the limit.
-        assert_eq!(
-            super::caps_sharing(30, &[1_000, 1_000, 1_000]),
-            [10, 10, 10]
-        );
-        assert_eq!(super::caps_sharing(1, &[1_000, 1_000, 1_000]), [1, 1, 1]);
-    }
-
-    #[test]
-    fn cluster_info_sums_amounts_averages_ratios_and_keeps_what_describes_a_node() {
-        let a = super::parse_info("used_memory:100\r\nmem_fragmentation_ratio:1.0\r\ntcp_port:7000\r\ndb0:keys=3,expires=3,avg_ttl=10\r\nmaxmemory_policy:allkeys-lru\r\n");
-        let b = super::parse_info("used_memory:50\r\nmem_fragmentation_ratio:2.0\r\ntcp_port:7001\r\ndb0:keys=1,expires=0,avg_ttl=20\r\nmaxmemory_policy:allkeys-lru\r\n");
-        let sum = super::sum_info(vec![a, b]);
-        assert_eq!(sum["used_memory"].as_int().unwrap(), 150);
-        assert_eq!(sum["mem_fragmentation_ratio"].as_float().unwrap(), 1.5);
-        assert_eq!(sum["tcp_port"].as_int().unwrap(), 7000);
-        assert_eq!(
-            sum["db0"].clone().into_string().unwrap(),
-            "keys=4,expires=3,avg_ttl=10"
-        );
-        assert_eq!(
-            sum["maxmemory_policy"].clone().into_string().unwrap(),
-            "allkeys-lru"
-        );
-    }
-
-    #[test]
-    fn info_numbers_are_numbers() {
-        let map = super::parse_info("# Memory\r\nused_memory:1048576\r\nmem_fragmentation_ratio:1.5\r\nmaxmemory_policy:noeviction\r\n");
-        assert_eq!(map["used_memory"].as_int().unwrap(), 1_048_576);
-        assert_eq!(map["mem_fragmentation_ratio"].as_float().unwrap(), 1.5);
-        assert_eq!(
-            map["maxmemory_policy"].clone().into_string().unwrap(),
-            "noeviction"
-        );
     }
 }
