@@ -72,7 +72,7 @@ macro_rules! named_modes {
             fn from_value(value: Value) -> Option<Self> {
                 match value {
                     Value::Name(name) => Self::parse(name).ok(),
-                    Value::Whole(_) | Value::Real(_) => None,
+                    Value::Whole(_) | Value::Real(_) | Value::Switch(_) => None,
                 }
             }
         }
@@ -118,6 +118,22 @@ named_modes! {
         /// cache-aside write leaves a stamped marker instead of deleting, so a slow read
         /// cannot put an older row back.
         Version => "version",
+    }
+}
+
+named_modes! {
+    /// How each server's in-process near cache (L1, in front of Redis) learns of writes.
+    NearMode {
+        /// No L1: every read goes to Redis.
+        Off => "off",
+        /// L1 entries live `near_ttl_ms` and are never invalidated.
+        Ttl => "ttl",
+        /// Redis client-side caching, default mode: an invalidation for every key this
+        /// server read, when anyone writes it.
+        Tracking => "tracking",
+        /// Redis client-side caching, `BCAST PREFIX user:`: every write to `user:*`
+        /// invalidates every server.
+        Bcast => "bcast",
     }
 }
 
@@ -226,6 +242,21 @@ knobs! {
     /// Whether a cache write or fill may replace a newer cached row: "none", or "version" (only a newer row, by its updated_at stamp)
     write_guard: WriteGuard = WriteGuard::None, Mode Range::Names(WriteGuard::NAMES),
         flag "write-guard", set set_write_guard(mode);
+    /// Each server's in-process near cache (L1) in front of Redis: "off", "ttl" (entries live near_ttl_ms, never invalidated), "tracking" (Redis client-side caching drops an entry when anyone writes its key), "bcast" (every write to user:* drops it everywhere)
+    near_cache: NearMode = NearMode::Off, Mode Range::Names(NearMode::NAMES),
+        flag "near-cache", set set_near_cache(mode);
+    /// The longest an L1 entry lives in any near-cache mode: also the bound on staleness after a lost invalidation
+    near_ttl_ms: u64 = 10_000, Ms Range::whole(1, DAY_MS),
+        flag "near-ttl-ms", set set_near_ttl(ms);
+    /// L1 entries per server at most (evicted by S3-FIFO when full)
+    near_capacity: u64 = 10_000, Count Range::whole(1, 10_000_000),
+        flag "near-capacity", set set_near_capacity(n);
+    /// The fill-vs-invalidation guard: a row is put in L1 only if no invalidation of its key arrived since its read was sent (off shows the race a client library without it has)
+    near_guard: bool = true, Switch Range::Switch,
+        flag "near-guard", set set_near_guard(on);
+    /// How often the near cache's invalidation link is pinged; unanswered within it, L1 is flushed and bypassed until tracking is back
+    near_heartbeat_ms: u64 = 500, Ms Range::whole(10, MAX_WAIT_MS),
+        flag "near-heartbeat-ms", set set_near_heartbeat(ms);
     /// Under double-delete, the delay of the second DEL
     double_delete_ms: u64 = 500, Ms Range::whole(0, MAX_WAIT_MS),
         flag "double-delete-ms", set set_double_delete_ms(ms);
@@ -315,6 +346,7 @@ mod tests {
             Value::Whole(n) => Input::Whole(n as i64),
             Value::Real(x) => Input::Real(x),
             Value::Name(name) => Input::Name(name),
+            Value::Switch(on) => Input::Switch(on),
         }
     }
 
@@ -392,6 +424,7 @@ mod tests {
                     )
                 }
                 Range::Names(names) => assert!(!names.is_empty(), "{}", knob.field),
+                Range::Switch => {}
             }
         }
         for list in [&mut flags, &mut setters] {
@@ -482,6 +515,17 @@ mod tests {
                     }
                     let err = knob.check(unit, Input::Name("mutex")).unwrap_err();
                     assert!(err.contains(&names.join(", ")), "{err}");
+                }
+                Range::Switch => {
+                    for on in [true, false] {
+                        let value = knob.check(unit, Input::Switch(on)).unwrap();
+                        knob.put(&mut settings, value).unwrap();
+                        assert_eq!(knob.get(&settings), Value::Switch(on));
+                        let word = if on { "on" } else { "off" };
+                        assert_eq!(knob.parse_flag(word), Ok(Value::Switch(on)));
+                    }
+                    refused(Input::Whole(1));
+                    refused(Input::Name("yes please"));
                 }
             }
         }

@@ -117,12 +117,19 @@ pub struct Services {
 /// Every setting of one Redis node, as `CONFIG GET *` lists them.
 type RedisConfig = Vec<(String, String)>;
 
+/// The fault target of the near caches' invalidation links alone.
+pub const NEAR_LINKS: &str = "redis-tracking";
+
 /// Fault proxies in front of the data stores, for the servers: one for Postgres, one for
-/// a single Redis, one per master of a Redis Cluster.
+/// a single Redis (and one for its near-cache invalidation links), one per master of a
+/// Redis Cluster.
 pub struct Faults {
     /// `"redis"` for a single node; `"redis:0"`, `"redis:1"`, ... for each master of a
     /// cluster, in `redis_nodes()` order.
     pub redis: Vec<(String, FaultProxy)>,
+    /// The near caches' invalidation links to a single Redis (`"redis-tracking"`): a
+    /// fault here silences the links alone, while the data connection still answers.
+    pub near_links: Option<FaultProxy>,
     pub postgres: FaultProxy,
 }
 
@@ -133,6 +140,7 @@ impl Faults {
         let postgres_at = endpoint::authority(&stack.database_url, 5432)
             .context("reading the database URL's host and port")?;
         let mut redis = Vec::new();
+        let mut near_links = None;
         if stack.redis_is_cluster() {
             for (i, master) in masters.iter().enumerate() {
                 let addr = master
@@ -148,22 +156,26 @@ impl Faults {
                 .context("reading the Redis URL's host and port")?;
             redis.push((
                 "redis".to_string(),
-                FaultProxy::start("redis", redis_at).await?,
+                FaultProxy::start("redis", redis_at.clone()).await?,
             ));
+            near_links = Some(FaultProxy::start(NEAR_LINKS, redis_at).await?);
         }
         Ok(Self {
             redis,
+            near_links,
             postgres: FaultProxy::start("postgres", postgres_at).await?,
         })
     }
 
     /// The proxies of a target named by a lab: `"postgres"`, `"redis"` (every Redis
-    /// proxy: on a cluster, all of its masters) or one master, `"redis:N"`. `None` for a
-    /// name that is none of these.
+    /// proxy: on a cluster, all of its masters; the near caches' links too), one master,
+    /// `"redis:N"`, or the near caches' invalidation links alone, `"redis-tracking"`.
+    /// `None` for a name that is none of these.
     pub fn target(&self, name: &str) -> Option<Vec<&FaultProxy>> {
         match name {
             "postgres" => Some(vec![&self.postgres]),
-            "redis" => Some(self.redis.iter().map(|(_, p)| p).collect()),
+            "redis" => Some(self.redis_proxies().collect()),
+            NEAR_LINKS => self.near_links.as_ref().map(|p| vec![p]),
             _ => self
                 .redis
                 .iter()
@@ -175,6 +187,11 @@ impl Faults {
     /// The names `target` accepts, for error messages.
     pub fn target_names(&self) -> Vec<String> {
         let mut names = vec!["\"redis\"".to_string(), "\"postgres\"".to_string()];
+        if self.near_links.is_some() {
+            names.push(format!(
+                "\"{NEAR_LINKS}\" (the near caches' invalidation links)"
+            ));
+        }
         if self.redis.len() > 1 || self.redis[0].0 != "redis" {
             let (first, last) = (&self.redis[0].0, &self.redis[self.redis.len() - 1].0);
             names.push(format!("a cluster node \"{first}\" … \"{last}\""));
@@ -191,9 +208,14 @@ impl Faults {
             .collect()
     }
 
+    /// Every Redis proxy: the masters' and the near caches' links.
+    fn redis_proxies(&self) -> impl Iterator<Item = &FaultProxy> {
+        self.redis.iter().map(|(_, p)| p).chain(&self.near_links)
+    }
+
     /// Remove every fault.
     pub fn heal_all(&self) {
-        for (_, proxy) in &self.redis {
+        for proxy in self.redis_proxies() {
             proxy.heal();
         }
         self.postgres.heal();
@@ -241,6 +263,15 @@ impl Services {
                 RedisConn::cluster(urls, options.redis_timeout, &via).await?
             }
         };
+        // Where the near caches' invalidation links dial: one Redis node (on a cluster the
+        // tracking modes keep L1 unused).
+        let near_url = match &stack.redis {
+            RedisTarget::Single(url) => match faults.as_ref().and_then(|f| f.near_links.as_ref()) {
+                Some(proxy) => endpoint::with_authority(url, proxy.addr()),
+                None => url.clone(),
+            },
+            RedisTarget::Cluster(urls) => urls[0].clone(),
+        };
         let cache = Cache::new(conn);
         // On a cluster: which master serves which slot, so one dead master is skipped alone.
         cache.learn_slots().await;
@@ -268,6 +299,12 @@ impl Services {
                 cache.clone(),
                 knobs.clone(),
             ));
+            backend.near.spawn_link(
+                &backend.daemons,
+                near_url.clone(),
+                knobs.clone(),
+                backend.stop.clone(),
+            );
             let addr = SocketAddr::new(options.bind, port);
             servers.push(StrategyServer::start(kind, backend, addr, options.http).await?);
         }
@@ -355,6 +392,7 @@ impl Services {
         }
         self.knobs.reset();
         for server in &self.servers {
+            server.backend.near.flush();
             server.backend.counters.reset();
         }
         drop(quiet);
@@ -558,6 +596,9 @@ impl Services {
         }
         if let Some(faults) = self.faults {
             for (_, proxy) in faults.redis {
+                proxy.shutdown().await;
+            }
+            if let Some(proxy) = faults.near_links {
                 proxy.shutdown().await;
             }
             faults.postgres.shutdown().await;

@@ -15,10 +15,18 @@ pub enum XCache {
     Stale,
     /// Another request's Postgres read, waited for.
     Coalesced,
+    /// The server's own near cache (L1), without asking Redis.
+    Near,
 }
 
 impl XCache {
-    pub const ALL: [XCache; 4] = [XCache::Hit, XCache::Miss, XCache::Stale, XCache::Coalesced];
+    pub const ALL: [XCache; 5] = [
+        XCache::Hit,
+        XCache::Miss,
+        XCache::Stale,
+        XCache::Coalesced,
+        XCache::Near,
+    ];
 
     /// The header's value.
     pub fn as_str(self) -> &'static str {
@@ -27,6 +35,7 @@ impl XCache {
             XCache::Miss => "MISS",
             XCache::Stale => "STALE",
             XCache::Coalesced => "COALESCED",
+            XCache::Near => "NEAR",
         }
     }
 
@@ -44,6 +53,7 @@ impl XCache {
             XCache::Miss => Counter::Misses,
             XCache::Stale => Counter::Stale,
             XCache::Coalesced => Counter::Coalesced,
+            XCache::Near => Counter::NearHits,
         }
     }
 
@@ -56,6 +66,7 @@ impl XCache {
                 "answered from the cache past its freshness; a background refresh was started"
             }
             XCache::Coalesced => "answered by another request's Postgres read, waited for",
+            XCache::Near => "answered from the server's own near cache (L1), without asking Redis",
         }
     }
 }
@@ -70,6 +81,6 @@ mod tests {
             assert_eq!(XCache::parse(x.as_str().as_bytes()), Some(x));
         }
         assert_eq!(XCache::parse(b"hit"), None);
-        assert_eq!(XCache::parse(b"NEAR"), None);
+        assert_eq!(XCache::parse(b"FAR"), None);
     }
 }

@@ -15,6 +15,7 @@ pub mod cluster;
 mod conn;
 pub mod info;
 pub mod keys;
+pub mod near;
 mod slots;
 pub mod wb_queue;
 

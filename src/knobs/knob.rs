@@ -27,6 +27,8 @@ pub enum Unit {
     Number,
     /// One of a mode's names.
     Mode,
+    /// On or off.
+    Switch,
 }
 
 impl Unit {
@@ -40,6 +42,7 @@ impl Unit {
             Unit::Count => "N",
             Unit::Number => "NUMBER",
             Unit::Mode => "MODE",
+            Unit::Switch => "on|off",
         }
     }
 
@@ -50,7 +53,7 @@ impl Unit {
             Unit::Secs => " s",
             Unit::Bytes => " bytes",
             Unit::Percent => " percent",
-            Unit::Count | Unit::Number | Unit::Mode => "",
+            Unit::Count | Unit::Number | Unit::Mode | Unit::Switch => "",
         }
     }
 
@@ -83,7 +86,7 @@ impl Unit {
             Unit::Ms => (value, &TIME),
             Unit::Secs => (value.checked_mul(SECOND_MS)?, &TIME),
             Unit::Bytes => (value, &SIZE),
-            Unit::Percent | Unit::Count | Unit::Number | Unit::Mode => return None,
+            Unit::Percent | Unit::Count | Unit::Number | Unit::Mode | Unit::Switch => return None,
         };
         let (size, one, many) = steps
             .iter()
@@ -108,6 +111,8 @@ pub enum Range {
     },
     /// One of these names.
     Names(&'static [&'static str]),
+    /// On (true) or off (false).
+    Switch,
 }
 
 impl Range {
@@ -152,6 +157,7 @@ pub enum Kind {
     Whole,
     Real,
     Name,
+    Switch,
 }
 
 impl Kind {
@@ -161,6 +167,7 @@ impl Kind {
             Kind::Whole => "int",
             Kind::Real => "number",
             Kind::Name => "string",
+            Kind::Switch => "bool",
         }
     }
 }
@@ -171,6 +178,7 @@ pub enum Value {
     Whole(u64),
     Real(f64),
     Name(&'static str),
+    Switch(bool),
 }
 
 /// What a flag or a setter was given, before it is checked: a lab passes -5 or NaN as
@@ -180,6 +188,7 @@ pub enum Input<'a> {
     Whole(i64),
     Real(f64),
     Name(&'a str),
+    Switch(bool),
 }
 
 impl fmt::Display for Input<'_> {
@@ -188,6 +197,7 @@ impl fmt::Display for Input<'_> {
             Input::Whole(n) => write!(f, "{n}"),
             Input::Real(x) => write!(f, "{x}"),
             Input::Name(name) => write!(f, "{name:?}"),
+            Input::Switch(on) => write!(f, "{on}"),
         }
     }
 }
@@ -207,7 +217,7 @@ impl KnobType for u64 {
     fn from_value(value: Value) -> Option<Self> {
         match value {
             Value::Whole(n) => Some(n),
-            Value::Real(_) | Value::Name(_) => None,
+            Value::Real(_) | Value::Name(_) | Value::Switch(_) => None,
         }
     }
 }
@@ -220,7 +230,7 @@ impl KnobType for usize {
     fn from_value(value: Value) -> Option<Self> {
         match value {
             Value::Whole(n) => usize::try_from(n).ok(),
-            Value::Real(_) | Value::Name(_) => None,
+            Value::Real(_) | Value::Name(_) | Value::Switch(_) => None,
         }
     }
 }
@@ -233,7 +243,20 @@ impl KnobType for f64 {
     fn from_value(value: Value) -> Option<Self> {
         match value {
             Value::Real(x) => Some(x),
-            Value::Whole(_) | Value::Name(_) => None,
+            Value::Whole(_) | Value::Name(_) | Value::Switch(_) => None,
+        }
+    }
+}
+
+impl KnobType for bool {
+    fn to_value(self) -> Value {
+        Value::Switch(self)
+    }
+
+    fn from_value(value: Value) -> Option<Self> {
+        match value {
+            Value::Switch(on) => Some(on),
+            Value::Whole(_) | Value::Real(_) | Value::Name(_) => None,
         }
     }
 }
@@ -286,6 +309,7 @@ impl<S: Default> Knob<S> {
             Range::Whole { .. } => Kind::Whole,
             Range::Real { .. } => Kind::Real,
             Range::Names(_) => Kind::Name,
+            Range::Switch => Kind::Switch,
         }
     }
 
@@ -358,8 +382,10 @@ impl<S: Default> Knob<S> {
                         names.join(", ")
                     )
                 }),
-            (Range::Names(_), Input::Whole(_) | Input::Real(_))
-            | (Range::Whole { .. } | Range::Real { .. }, Input::Name(_)) => Err(format!(
+            (Range::Switch, Input::Switch(on)) => Ok(Value::Switch(on)),
+            (Range::Names(_), Input::Whole(_) | Input::Real(_) | Input::Switch(_))
+            | (Range::Whole { .. } | Range::Real { .. }, Input::Name(_) | Input::Switch(_))
+            | (Range::Switch, Input::Whole(_) | Input::Real(_) | Input::Name(_)) => Err(format!(
                 "must be {}, got {input}",
                 self.describe_range(unit)
             )),
@@ -382,6 +408,16 @@ impl<S: Default> Knob<S> {
                 )
             })?),
             Kind::Name => Input::Name(text),
+            Kind::Switch => Input::Switch(match text.trim() {
+                "on" | "true" | "yes" => true,
+                "off" | "false" | "no" => false,
+                _ => {
+                    return Err(format!(
+                        "must be {}, got {text:?}",
+                        self.describe_range(self.flag.unit)
+                    ))
+                }
+            }),
         };
         self.check(self.flag.unit, input)
     }
@@ -411,6 +447,7 @@ impl<S: Default> Knob<S> {
                 unit.suffix()
             ),
             Range::Names(names) => format!("one of {}", names.join(", ")),
+            Range::Switch => "true (on) or false (off)".to_string(),
         }
     }
 
@@ -427,6 +464,7 @@ impl<S: Default> Knob<S> {
             }
             Value::Real(x) => format!("{x}{}", unit.suffix()),
             Value::Name(name) => name.to_string(),
+            Value::Switch(on) => on.to_string(),
         }
     }
 
@@ -446,7 +484,9 @@ impl<S: Default> Knob<S> {
         let range = self.describe_range(setter.unit);
         let default = self.describe(self.default_value(), setter.unit);
         match self.range {
-            Range::Names(_) => format!("{}: {range}; default {default}.", self.doc()),
+            Range::Names(_) | Range::Switch => {
+                format!("{}: {range}; default {default}.", self.doc())
+            }
             Range::Whole { .. } | Range::Real { .. } => {
                 format!("{}. Range {range}; default {default}.", self.doc())
             }

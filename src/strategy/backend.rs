@@ -6,6 +6,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::remedies::state;
+use crate::cache::near::NearCache;
 use crate::cache::{Cache, CacheError};
 use crate::counters::{Counter, Counters};
 use crate::knobs::Knobs;
@@ -18,7 +19,10 @@ pub struct Backend {
     pub name: &'static str,
     pub store: Store,
     pub cache: Cache,
-    pub counters: Counters,
+    /// Shared with the near cache, whose invalidation link counts too.
+    pub counters: Arc<Counters>,
+    /// This server's in-process L1 in front of Redis (`set_near_cache`).
+    pub near: Arc<NearCache>,
     pub knobs: Arc<Knobs>,
     pub remedies: state::State,
     /// Short background work of this server (refreshes, delayed deletes, shared reads):
@@ -43,11 +47,14 @@ pub struct Backend {
 impl Backend {
     pub fn new(name: &'static str, store: Store, cache: Cache, knobs: Arc<Knobs>) -> Self {
         let stop = CancellationToken::new();
+        let counters = Arc::new(Counters::default());
+        let near = Arc::new(NearCache::new(counters.clone(), cache.is_cluster()));
         Self {
             name,
             store,
             cache,
-            counters: Counters::default(),
+            counters,
+            near,
             knobs,
             remedies: Default::default(),
             tasks: TaskTracker::new(),

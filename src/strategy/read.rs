@@ -10,6 +10,11 @@
 //!    `swr`), shared within the process (`singleflight`), or under a Redis lock (`lock`);
 //!    then the fill path caches what it found.
 //!
+//! In front of all of it, the server's own near cache (L1, `set_near_cache`): a row it
+//! holds is answered at once (X-Cache NEAR); a row read through Redis or Postgres is
+//! admitted into it, past the fill-vs-invalidation guard. In `tracking` mode the Redis read
+//! goes over the invalidation link, so Redis tracks the key for this server.
+//!
 //! Redis trouble never fails a read: the row comes from Postgres and the cache is left
 //! alone.
 
@@ -25,7 +30,7 @@ use super::remedies::{lock, refresh, singleflight, xfetch};
 use super::source::RowSource;
 use crate::cache::{user_key, Entry};
 use crate::counters::Counter;
-use crate::knobs::{Protection, Settings};
+use crate::knobs::{NearMode, Protection, Settings};
 use crate::xcache::XCache;
 
 /// A read's answer: the user's JSON (`None`: no such user) and where it came from.
@@ -34,22 +39,68 @@ pub struct Fetched {
     pub cache: XCache,
 }
 
-/// GET of user `id` through the cache.
+/// GET of user `id`: the near cache, else through Redis.
 pub async fn read<S: RowSource>(s: S, b: Arc<Backend>, id: i32) -> Result<Fetched, StrategyError> {
     let k = b.knobs.get();
+    let tracking = match k.near_cache {
+        NearMode::Off => return Ok(through_redis(s, &b, id, &k, false).await?.0),
+        NearMode::Tracking => true,
+        NearMode::Ttl | NearMode::Bcast => false,
+    };
+    if let Some(user) = b.near.get(id, &k) {
+        b.counters.record(XCache::Near.counter());
+        tracing::debug!(strategy = b.name, "CACHE NEAR user:{id}");
+        return Ok(Fetched {
+            user: Some(user),
+            cache: XCache::Near,
+        });
+    }
+    let ticket = b.near.ticket(id);
+    let (fetched, tracked) = through_redis(s, &b, id, &k, tracking).await?;
+    let fresh = match fetched.cache {
+        XCache::Hit | XCache::Miss | XCache::Coalesced => true,
+        XCache::Stale | XCache::Near => false,
+    };
+    // In tracking mode only a key Redis tracks for this server may go into L1.
+    if fresh && (tracked || !tracking) {
+        if let Some(user) = &fetched.user {
+            b.near.admit(id, ticket, user.clone(), &k);
+        }
+    }
+    Ok(fetched)
+}
+
+/// GET of user `id` through Redis with every remedy; with `tracking`, looked up over the
+/// near cache's invalidation link when it is up (and no remedy needs the TTL): the answer,
+/// and whether Redis now tracks the key for this server.
+async fn through_redis<S: RowSource>(
+    s: S,
+    b: &Arc<Backend>,
+    id: i32,
+    k: &Settings,
+    tracking: bool,
+) -> Result<(Fetched, bool), StrategyError> {
+    let b = b.clone();
+    let k = *k;
     let key = user_key(id);
     let wants_ttl = S::REFRESHES_AHEAD
         || match k.protection {
             Protection::Xfetch | Protection::Swr => true,
             Protection::None | Protection::Singleflight | Protection::Lock => false,
         };
-    let looked = if wants_ttl {
-        b.cache.get_with_ttl(&key).await
-    } else {
-        b.cache
+    let tracked_lookup = match tracking && !wants_ttl {
+        true => b.near.tracked_get(&key, &k).await,
+        false => None,
+    };
+    let tracked = matches!(tracked_lookup, Some(Ok(_)));
+    let looked = match tracked_lookup {
+        Some(Ok(value)) => Ok(value.map(|value| Entry { value, pttl_ms: -1 })),
+        Some(Err(_)) | None if wants_ttl => b.cache.get_with_ttl(&key).await,
+        Some(Err(_)) | None => b
+            .cache
             .get(&key)
             .await
-            .map(|v| v.map(|value| Entry { value, pttl_ms: -1 }))
+            .map(|v| v.map(|value| Entry { value, pttl_ms: -1 })),
     };
     // An early recompute replaces only the value it recomputed (never a newer write).
     let mut recomputing = None;
@@ -58,7 +109,7 @@ pub async fn read<S: RowSource>(s: S, b: Arc<Backend>, id: i32) -> Result<Fetche
             Answer::Fetched(fetched) => {
                 b.counters.record(fetched.cache.counter());
                 tracing::debug!(strategy = b.name, "CACHE {} {key}", fetched.cache.as_str());
-                return Ok(fetched);
+                return Ok((fetched, tracked));
             }
             Answer::RecomputeNow(old) => {
                 b.counters.record(Counter::EarlyRefreshes);
@@ -88,7 +139,7 @@ pub async fn read<S: RowSource>(s: S, b: Arc<Backend>, id: i32) -> Result<Fetche
     };
     b.counters.record(cache.counter());
     tracing::debug!(strategy = b.name, "CACHE {} {key}", cache.as_str());
-    Ok(Fetched { user: user?, cache })
+    Ok((Fetched { user: user?, cache }, tracked))
 }
 
 /// What a cached entry means for the read.

@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use super::{def, Registry};
 use crate::knobs::{Input, Kind, Knob, Setter, KNOBS};
 use crate::lab::context::{self, LabContext};
-use crate::lab::convert::{arg_int, arg_num, arg_str, lab_error, LabResult};
+use crate::lab::convert::{arg_bool, arg_int, arg_num, arg_str, lab_error, LabResult};
 
 pub fn register(r: &mut Registry) {
     def!(r, "server", "stats() -> map",
@@ -84,6 +84,7 @@ fn set_knob(entry: &SetterEntry, value: &Dynamic) -> LabResult<()> {
     let input = match entry.knob.kind() {
         Kind::Whole => Input::Whole(arg_int(name, arg, value)?),
         Kind::Real => Input::Real(arg_num(name, arg, value)?),
+        Kind::Switch => Input::Switch(arg_bool(name, arg, value)?),
         Kind::Name => {
             text = arg_str(name, arg, value)?;
             Input::Name(&text)
@@ -94,7 +95,9 @@ fn set_knob(entry: &SetterEntry, value: &Dynamic) -> LabResult<()> {
         .check(entry.setter.unit, input)
         .map_err(|refusal| match entry.knob.kind() {
             Kind::Name => lab_error(format!("{name}: {refusal}")),
-            Kind::Whole | Kind::Real => lab_error(format!("{name}: argument `{arg}` {refusal}")),
+            Kind::Whole | Kind::Real | Kind::Switch => {
+                lab_error(format!("{name}: argument `{arg}` {refusal}"))
+            }
         })?;
     context::with(|ctx| {
         ctx.services
