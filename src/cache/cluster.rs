@@ -30,11 +30,17 @@ impl ClusterNode {
     /// The URL of a direct connection to this node, with the credentials of `like` (a URL
     /// of the same cluster).
     pub fn url_like(&self, like: &str) -> String {
-        let Ok(addr) = self.addr.parse::<std::net::SocketAddr>() else {
-            return format!("redis://{}/", self.addr);
-        };
-        crate::stack::endpoint::with_authority(like, addr)
+        node_url(like, &self.addr)
     }
+}
+
+/// The URL of a direct connection to the node at `addr` (`ip:port`), with the credentials
+/// and options of `like` (a URL of the same cluster).
+pub fn node_url(like: &str, addr: &str) -> String {
+    let Ok(addr) = addr.parse::<std::net::SocketAddr>() else {
+        return format!("redis://{addr}/");
+    };
+    crate::stack::endpoint::with_authority(like, addr)
 }
 
 /// The nodes listed by a `CLUSTER NODES` reply, masters first in the order of the first

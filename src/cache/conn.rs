@@ -1,21 +1,30 @@
 //! A connection to Redis, whether one node or a Redis Cluster: a shared, multiplexed,
-//! reconnecting connection to a single node, or the redis crate's cluster client, which
-//! routes each command to the master owning its key's slot. Everything above this file
+//! reconnecting connection to a single node, or a cluster's. Everything above this file
 //! talks to it through redis' `ConnectionLike`, so the cache code does not care what kind
 //! of Redis is behind it; the few things that must reach every node (SCAN, the per-lab
-//! reset, INFO for labs) go through `nodes` and `on_node`.
+//! reset, INFO for labs) go through `masters` and `on_node`.
+//!
+//! On a cluster a call whose master is known (`to_node`, from the slot of its key) goes
+//! over a connection of our own to that master, and follows a MOVED itself; only the
+//! rest (keyless commands, an ASK redirect, calls before the slot map is known) goes
+//! through the redis crate's cluster client. That client stops every request it carries
+//! while it repairs its view of the cluster (a slot refresh, or reconnecting to every
+//! node after one was not found), and retries a CLUSTERDOWN reply with back-off: one
+//! master leaving or rejoining would stall the keys of every other master. A connection
+//! per master costs one dead master's keys only.
 
 use anyhow::Context;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, NodeAddress};
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
+use redis::{Cmd, Pipeline, RedisFuture, RedisResult, ServerErrorKind, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use super::cluster::{parse_cluster_nodes, ClusterNode};
+use super::cluster::{node_url, parse_cluster_nodes, ClusterNode};
 use crate::stack::endpoint::redact;
 use crate::stack::RedisTarget;
 
@@ -23,26 +32,46 @@ use crate::stack::RedisTarget;
 #[derive(Clone)]
 pub enum RedisConn {
     Single(ConnectionManager),
-    /// Commands go to the master that owns their key's slot; keyless ones where the redis
-    /// crate's routing table sends them (FLUSHALL and PING to every master, ...).
-    Cluster(ClusterConnection),
+    Cluster(ClusterConn),
 }
+
+/// A handle on a Redis Cluster: the redis crate's cluster client, our own connection to
+/// each master, and (from `to_node`) the master this handle's calls go to.
+#[derive(Clone)]
+pub struct ClusterConn {
+    /// Routes what has no master chosen: keyless commands to where the crate's routing
+    /// table sends them (FLUSHALL and PING to every master, ...), keyed ones by slot,
+    /// following MOVED and ASK.
+    client: ClusterConnection,
+    masters: Arc<Masters>,
+    /// The master this handle's calls go to; a MOVED reply moves it to the new owner.
+    node: Option<ConnectionManager>,
+}
+
+/// Our own connection to each master of a cluster, opened on first use and kept; each
+/// reconnects by itself when its node comes back.
+struct Masters {
+    /// A URL of the cluster: a node's URL is this one with the node's address, so it keeps
+    /// the credentials and options.
+    like: String,
+    /// A node's own `host:port` → the address to dial instead (its fault proxy).
+    via: HashMap<String, SocketAddr>,
+    timeout: Duration,
+    open: RwLock<HashMap<String, ConnectionManager>>,
+    /// A master answered MOVED: the slot map the calls are routed by is out of date.
+    moved: AtomicBool,
+}
+
+/// How many MOVED replies one call follows before it gives up (each names a newer owner;
+/// more than a few in a row means the slots are moving faster than we can follow).
+const MAX_MOVES: usize = 3;
 
 impl RedisConn {
     /// Connect lazily to `url`: a Redis that is down now fails only the calls that need
     /// it, and the connection comes back by itself when Redis does. Every call waits at
     /// most `timeout` for its answer.
     pub fn single(url: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)
-            .with_context(|| format!("parsing Redis URL {}", redact(url)))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .context("creating the Redis connection manager")?;
-        Ok(Self::Single(conn))
+        Ok(Self::Single(lazy_manager(url, timeout)?))
     }
 
     /// Connect to the cluster that `urls` belong to. Every call, retries and redirects
@@ -82,7 +111,18 @@ impl RedisConn {
             .get_async_connection()
             .await
             .with_context(|| format!("connecting to the Redis Cluster at {}", shown.join(" ")))?;
-        Ok(Self::Cluster(conn))
+        let like = urls.first().cloned().unwrap_or_default();
+        Ok(Self::Cluster(ClusterConn {
+            client: conn,
+            masters: Arc::new(Masters {
+                like,
+                via: via.clone(),
+                timeout,
+                open: RwLock::default(),
+                moved: AtomicBool::new(false),
+            }),
+            node: None,
+        }))
     }
 
     /// A connection of its own to `target` (not the servers'): what a lab or a reset does
@@ -111,13 +151,73 @@ impl RedisConn {
         matches!(self, Self::Cluster(_))
     }
 
+    /// This connection with its calls sent to the master at `addr` (`host:port` as the
+    /// cluster names it) over our own connection to it; `None`, or a single Redis: as it
+    /// is.
+    pub fn to_node(&self, addr: Option<&str>) -> Self {
+        match (self, addr) {
+            (Self::Cluster(c), Some(addr)) => Self::Cluster(ClusterConn {
+                node: c.masters.get(addr).ok(),
+                ..c.clone()
+            }),
+            _ => self.clone(),
+        }
+    }
+
+    /// Did a master answer MOVED since the last time this was asked? Then the slot map
+    /// the caller routes by is out of date.
+    pub fn take_moved(&self) -> bool {
+        match self {
+            Self::Single(_) => false,
+            // Read first: every call asks, and a swap would make each one write the line.
+            Self::Cluster(c) => {
+                c.masters.moved.load(Ordering::Acquire)
+                    && c.masters.moved.swap(false, Ordering::AcqRel)
+            }
+        }
+    }
+
+    /// Does the node at `addr` serve its keys? A single Redis (or `None`: whatever the
+    /// connection reaches) serves when it answers PING. A cluster's master must also say
+    /// `cluster_state:ok`: a master that rejoins answers PING at once but refuses its keys
+    /// (CLUSTERDOWN) for about two more seconds, until the others have had a chance to
+    /// reconfigure it.
+    pub async fn serves(&mut self, addr: Option<&str>) -> RedisResult<()> {
+        let Some(addr) = addr.filter(|_| self.is_cluster()) else {
+            redis::cmd("PING").query_async::<String>(self).await?;
+            return Ok(());
+        };
+        let mut info = redis::cmd("CLUSTER");
+        info.arg("INFO");
+        match self.on_node::<String>(Some(addr), &info).await {
+            Ok(text) if text.contains("cluster_state:ok") => Ok(()),
+            Ok(_) => Err(redis::RedisError::from((
+                redis::ErrorKind::Server(ServerErrorKind::ClusterDown),
+                "the node does not serve its slots yet",
+                addr.to_string(),
+            ))),
+            // Refused for good (an ACL without CLUSTER INFO): it answers, which is all PING
+            // would have told. LOADING, TRYAGAIN and the like are worth waiting out.
+            Err(e)
+                if matches!(e.kind(), redis::ErrorKind::Server(_))
+                    && matches!(e.retry_method(), redis::RetryMethod::NoRetry) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The cluster's nodes as one of them sees them (`CLUSTER NODES`); `None` on a single
     /// Redis.
     pub async fn cluster_nodes(&mut self) -> RedisResult<Option<Vec<ClusterNode>>> {
         let Self::Cluster(conn) = self else {
             return Ok(None);
         };
-        let reply: String = redis::cmd("CLUSTER").arg("NODES").query_async(conn).await?;
+        let reply: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut conn.client)
+            .await?;
         Ok(Some(parse_cluster_nodes(&reply)))
     }
 
@@ -134,8 +234,8 @@ impl RedisConn {
         })
     }
 
-    /// Run `cmd` on the node at `addr` (`host:port` as the cluster names it), or on the
-    /// single node when `addr` is `None`.
+    /// Run `cmd` on the node at `addr` (`host:port` as the cluster names it), over our
+    /// own connection to it, or on the single node when `addr` is `None`.
     pub async fn on_node<T: redis::FromRedisValue>(
         &mut self,
         addr: Option<&str>,
@@ -143,13 +243,8 @@ impl RedisConn {
     ) -> RedisResult<T> {
         match (self, addr) {
             (Self::Cluster(conn), Some(addr)) => {
-                let (host, port) = split_addr(addr)?;
-                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                    host: host.to_string(),
-                    port,
-                });
-                let value = conn.route_command(cmd.clone(), routing).await?;
-                Ok(redis::from_redis_value(value)?)
+                let mut node = conn.masters.get(addr)?;
+                cmd.query_async(&mut node).await
             }
             (conn, _) => cmd.query_async(conn).await,
         }
@@ -183,23 +278,135 @@ impl RedisConn {
     }
 }
 
-fn split_addr(addr: &str) -> RedisResult<(&str, u16)> {
-    addr.rsplit_once(':')
-        .and_then(|(host, port)| Some((host, port.parse().ok()?)))
-        .ok_or_else(|| {
+/// A reconnecting connection to `url` that connects on first use; calls wait at most
+/// `timeout`, a reconnect is tried once more after a short back-off.
+fn lazy_manager(url: &str, timeout: Duration) -> anyhow::Result<ConnectionManager> {
+    let client = redis::Client::open(url)
+        .with_context(|| format!("parsing Redis URL {}", redact(url)))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(200));
+    ConnectionManager::new_lazy_with_config(client, config)
+        .context("creating the Redis connection manager")
+}
+
+impl Masters {
+    /// Our connection to the master at `addr`, opened (lazily) on first use.
+    fn get(&self, addr: &str) -> RedisResult<ConnectionManager> {
+        let read = |open: &HashMap<String, ConnectionManager>| open.get(addr).cloned();
+        if let Some(conn) = read(&self.open.read().unwrap_or_else(|p| p.into_inner())) {
+            return Ok(conn);
+        }
+        let mut open = self.open.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(conn) = read(&open) {
+            return Ok(conn);
+        }
+        let dial = match self.via.get(addr) {
+            Some(proxy) => proxy.to_string(),
+            None => addr.to_string(),
+        };
+        let conn = lazy_manager(&node_url(&self.like, &dial), self.timeout).map_err(|e| {
             redis::RedisError::from((
                 redis::ErrorKind::InvalidClientConfig,
-                "not a host:port node address",
-                addr.to_string(),
+                "cannot connect to a cluster node",
+                format!("{addr}: {e:#}"),
             ))
-        })
+        })?;
+        open.insert(addr.to_string(), conn.clone());
+        Ok(conn)
+    }
+}
+
+/// Where a MOVED or ASK reply among `values` sends the call: the first one's kind and the
+/// new owner's `host:port`.
+fn redirect<'a>(values: impl IntoIterator<Item = &'a Value>) -> Option<(ServerErrorKind, &'a str)> {
+    values.into_iter().find_map(|value| {
+        let Value::ServerError(e) = value else {
+            return None;
+        };
+        let kind = e
+            .kind()
+            .filter(|k| matches!(k, ServerErrorKind::Moved | ServerErrorKind::Ask))?;
+        // "<slot> <host:port>"
+        let addr = e.details()?.split_whitespace().nth(1)?;
+        Some((kind, addr))
+    })
+}
+
+impl ClusterConn {
+    /// After a MOVED to `addr`: send this handle's calls there from now on. False when
+    /// `addr` cannot be reached by a connection of ours (the cluster client takes over).
+    fn follow(&mut self, addr: &str) -> bool {
+        self.masters.moved.store(true, Ordering::Release);
+        // ":port" (no host known to the node): only the cluster client can tell.
+        if addr.starts_with(':') {
+            return false;
+        }
+        match self.masters.get(addr) {
+            Ok(conn) => {
+                self.node = Some(conn);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    async fn command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        for _ in 0..MAX_MOVES {
+            let Some(node) = self.node.as_mut() else {
+                break;
+            };
+            let reply = node.req_packed_command(cmd).await?;
+            match redirect([&reply]) {
+                None => return Ok(reply),
+                Some((ServerErrorKind::Moved, addr)) => {
+                    let addr = addr.to_string();
+                    if !self.follow(&addr) {
+                        break;
+                    }
+                }
+                // ASK: a slot half-way through a move; the cluster client sends ASKING.
+                Some(_) => break,
+            }
+        }
+        self.client.req_packed_command(cmd).await
+    }
+
+    async fn commands(
+        &mut self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        for _ in 0..MAX_MOVES {
+            let Some(node) = self.node.as_mut() else {
+                break;
+            };
+            let replies = node.req_packed_commands(pipeline, offset, count).await?;
+            match redirect(&replies) {
+                None => return Ok(replies),
+                Some((ServerErrorKind::Moved, addr)) => {
+                    let addr = addr.to_string();
+                    if !self.follow(&addr) {
+                        break;
+                    }
+                }
+                Some(_) => break,
+            }
+        }
+        self.client
+            .req_packed_commands(pipeline, offset, count)
+            .await
+    }
 }
 
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
             Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => Box::pin(c.command(cmd)),
         }
     }
 
@@ -211,14 +418,42 @@ impl ConnectionLike for RedisConn {
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => Box::pin(c.commands(pipeline, offset, count)),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
             Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
+            Self::Cluster(c) => c.client.get_db(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redirect;
+    use redis::{parse_redis_value, ServerErrorKind, Value};
+
+    fn reply(wire: &str) -> Value {
+        parse_redis_value(wire.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_moved_or_ask_reply_names_the_new_owner_and_other_replies_do_not() {
+        let moved = reply("-MOVED 3999 127.0.0.1:6381\r\n");
+        let ask = reply("-ASK 3999 10.0.0.2:7000\r\n");
+        let down = reply("-CLUSTERDOWN The cluster is down\r\n");
+        let ok = reply("+OK\r\n");
+        assert_eq!(
+            redirect([&moved]),
+            Some((ServerErrorKind::Moved, "127.0.0.1:6381"))
+        );
+        assert_eq!(
+            redirect([&ok, &ask]),
+            Some((ServerErrorKind::Ask, "10.0.0.2:7000")),
+            "a pipeline is redirected by its first redirected reply"
+        );
+        assert_eq!(redirect([&down, &ok]), None);
     }
 }

@@ -238,8 +238,11 @@ impl Cache {
             Breakers::Single(breaker) => self.call_through(breaker, None, call).await,
             Breakers::Cluster(_) => {
                 let picked = self.shared.breakers.pick(key);
-                // No master found for the key: the slot map may not be known yet.
-                if picked.node.is_none() && self.shared.breakers.should_learn() {
+                // No master found for the key: the slot map may not be known yet. A
+                // master answered MOVED: a slot has moved since it was read.
+                let learn = (picked.node.is_none() && self.shared.breakers.should_learn())
+                    || (self.conn.take_moved() && self.shared.breakers.claim_refresh());
+                if learn {
                     let cache = self.clone();
                     tokio::spawn(async move { cache.learn_slots().await });
                 }
@@ -263,7 +266,8 @@ impl Cache {
         if !breaker.allows() {
             return Err(CacheError::Skipped);
         }
-        match call(self.conn.clone()).await {
+        // On a cluster, straight to the key's master: see `conn`.
+        match call(self.conn.to_node(node)).await {
             Ok(v) => {
                 breaker.succeeded();
                 Ok(v)
@@ -284,7 +288,7 @@ impl Cache {
         }
     }
 
-    /// PING the node behind an open breaker in the background until it answers, then
+    /// Ask the node behind an open breaker in the background until it serves again, then
     /// close the breaker (and, on a cluster, read the slot map again).
     fn start_probe(&self, picked: Picked) {
         let cache = self.clone();
@@ -303,12 +307,11 @@ impl Cache {
         });
     }
 
-    /// PING the node a breaker stands for, or whatever the connection reaches.
+    /// Does the node a breaker stands for (or whatever the connection reaches) serve its
+    /// keys again?
     async fn ping_node(&self, picked: &Picked) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        conn.on_node::<String>(picked.node.as_deref(), &redis::cmd("PING"))
-            .await
-            .map(drop)
+        conn.serves(picked.node.as_deref()).await
     }
 
     /// The cached bytes of `key`, if any.
