@@ -6,6 +6,7 @@ pub mod charts;
 pub mod cli;
 pub mod commands;
 pub mod counters;
+pub mod exit;
 pub mod knobs;
 pub mod lab;
 pub mod load;

@@ -22,7 +22,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
             "error: --port {} leaves no room for the last strategy's port (P+{last_offset})",
             args.port
         ));
-        return Ok(super::exit::ERROR);
+        return Ok(crate::exit::ERROR);
     }
     if !args.bind.is_loopback() {
         Printer::stderr().line(&format!(
@@ -65,7 +65,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     // Servers first (write-behind flushes its queue), then the stack they use.
     services.shutdown().await;
     drop(stack);
-    Ok(super::exit::OK)
+    Ok(crate::exit::OK)
 }
 
 /// Start a managed Redis or Postgres again when it dies; never returns.

@@ -17,12 +17,17 @@ use tokio::sync::Barrier;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::Progress;
 use super::history::{Op, OpKind};
 use super::http::{self, Answer, Conn};
 use super::keys::KeyPicker;
 use super::plan::{Pace, Plan, Stop};
 use super::timeline::{Event, Inbox, Outcome};
+
+/// Requests completed so far, for a progress bar to poll.
+#[derive(Default)]
+pub struct Progress {
+    pub done: AtomicU64,
+}
 
 /// What every worker of a run shares: the plan, prepared once, and the run's clocks.
 pub(crate) struct Shared {

@@ -9,6 +9,8 @@ mod page;
 pub mod text;
 
 use serde::Serialize;
+
+use crate::exit::Verdict;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -195,16 +197,20 @@ impl RunReport {
         }
     }
 
+    /// Passed, failed (a check or an assert), or an error (a script or set-up error, a stop).
+    pub fn verdict(&self) -> Verdict {
+        if self.labs.iter().any(LabReport::is_error) {
+            Verdict::Error
+        } else if self.labs.iter().all(|l| l.passed || l.is_skipped()) {
+            Verdict::Passed
+        } else {
+            Verdict::Failed
+        }
+    }
+
     /// 0 all passed, 1 a check or assert failed, 2 a script or set-up error or a stop.
     pub fn exit_code(&self) -> u8 {
-        use crate::commands::exit;
-        if self.labs.iter().any(LabReport::is_error) {
-            exit::ERROR
-        } else if self.labs.iter().all(|l| l.passed || l.is_skipped()) {
-            exit::OK
-        } else {
-            exit::FAILED
-        }
+        self.verdict().code()
     }
 
     /// `3 labs: 2 passed, 1 failed · 80 checks: 79 passed, 1 failed` (`, 1 skipped` after
