@@ -22,7 +22,12 @@ pub fn register(r: &mut Registry) {
             let pass = arg_bool("check", "condition", &condition)?;
             let line = call.call_position().line();
             context::with(|ctx| {
-                ctx.add(Event::Check { name, pass, line });
+                ctx.add(Event::Check {
+                    name,
+                    pass,
+                    line,
+                    measured: None,
+                });
                 Ok(pass)
             })
         }

@@ -42,6 +42,7 @@ struct LoadOptions {
     history: Option<bool>,
     interval_ms: Option<u64>,
     trace: Option<bool>,
+    label: Option<String>,
 }
 
 /// `ids: [1, 1000]` or `ids: "1..1000"`.
@@ -62,11 +63,11 @@ struct MixOption {
     put: u32,
 }
 
-const OPTIONS: &str = "path, paths, n, c, method, duration_ms, rate, keys, zipf_s, ids, seed, mix, history, interval_ms, trace";
+const OPTIONS: &str = "path, paths, n, c, method, duration_ms, rate, keys, zipf_s, ids, seed, mix, history, interval_ms, trace, label";
 
 pub fn register(r: &mut Registry) {
     def!(r, "load", "load(opts: map) -> map",
-        "hey-style load: opts path|paths, n, c, method, duration_ms, rate, keys (\"uniform\", \"zipf\", \"zipf:1.1\", \"sequential\"), zipf_s, ids ([first, last] or \"1..1000\"), seed, mix (#{get: 90, put: 10}), history, interval_ms, trace; returns requests, ok, errors, rps, p50, p90, p99, p999, max (ms), status, cache, seed, timeline, the servers' counter deltas (hits, misses, db_reads, ...), consistency with history, ids with trace.",
+        "hey-style load: opts path|paths, n, c, method, duration_ms, rate, keys (\"uniform\", \"zipf\", \"zipf:1.1\", \"sequential\"), zipf_s, ids ([first, last] or \"1..1000\"), seed, mix (#{get: 90, put: 10}), history, interval_ms, trace, label (names the run in the reports); returns label, requests, ok, errors, rps, p50, p90, p99, p999, max (ms), status, cache, seed, timeline, the servers' counter deltas (hits, misses, db_reads, ...), hit_ratio (hits ÷ (hits + misses)), consistency with history, ids with trace.",
         |opts: Dynamic| -> LabResult<Map> {
             context::with(|ctx| {
                 let (plan, label) = plan_from(ctx, "load", &opts)?;
@@ -232,7 +233,11 @@ fn plan_from(ctx: &LabContext, function: &str, opts: &Dynamic) -> LabResult<(Pla
         (None, Some(_)) => return Err(fail("`paths` is empty".into())),
         _ => return Err(fail("give exactly one of `path` or `paths`".into())),
     };
-    let label = format!("{function} {}", paths.join(" "));
+    let label = match &opts.label {
+        Some(label) if label.trim().is_empty() => return Err(fail("`label` is empty".into())),
+        Some(label) => label.clone(),
+        None => format!("{function} {}", paths.join(" ")),
+    };
     let targets = paths
         .iter()
         .map(|p| Target::parse(&ctx.url_for(p)?).map_err(lab_error))
@@ -413,7 +418,18 @@ fn flatten_timeline(figures: &mut serde_json::Map<String, serde_json::Value>) {
 
 /// The figures as the lab's map; the run is recorded in the report (without its long
 /// arrays) for the HTML charts, and its history kept for `save_history`.
-fn finish(ctx: &LabContext, label: String, (figures, history): Measured) -> Map {
+fn finish(ctx: &LabContext, label: String, (mut figures, history): Measured) -> Map {
+    if let Some(fields) = figures.as_object_mut() {
+        let count = |k: &str| fields.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let (hits, misses) = (count("hits"), count("misses"));
+        let ratio = if hits + misses > 0.0 {
+            hits / (hits + misses)
+        } else {
+            0.0
+        };
+        fields.insert("hit_ratio".into(), serde_json::json!(ratio));
+        fields.insert("label".into(), serde_json::json!(label));
+    }
     let map = from_json(&figures).cast::<Map>();
     ctx.remember_shape("load", &map);
     let mut recorded = figures;

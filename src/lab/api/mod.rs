@@ -5,6 +5,7 @@
 //! `cachelab api` prints exactly what the engine knows — there is no second list.
 
 mod checks;
+mod compare;
 mod data;
 mod database;
 mod faults;
@@ -73,6 +74,7 @@ pub fn register_all(engine: &mut Engine) -> Vec<FnDoc> {
     faults::register(&mut registry);
     data::register(&mut registry);
     checks::register(&mut registry);
+    compare::register(&mut registry);
     time::register(&mut registry);
     registry.docs
 }

@@ -41,6 +41,10 @@ pub enum Event {
         /// The line of the lab file the check was made on.
         #[serde(skip_serializing_if = "Option::is_none")]
         line: Option<usize>,
+        /// What `check_eq`/`check_ge`/`check_le`/`check_between` saw and wanted (the name
+        /// already ends with both, as the report prints them).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        measured: Option<Measured>,
     },
     /// `note(text)`.
     Note { text: String },
@@ -57,6 +61,14 @@ pub enum Event {
         label: String,
         figures: serde_json::Value,
     },
+}
+
+/// The value a comparing check saw and the bound it wanted (`"79"`, `">= 79"`,
+/// `"between 10 and 20"`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub actual: serde_json::Value,
+    pub expected: String,
 }
 
 /// Everything collected while a lab runs.
@@ -251,6 +263,7 @@ mod tests {
                     name: "c".into(),
                     pass: *pass,
                     line: None,
+                    measured: None,
                 })
                 .collect(),
         };

@@ -22,6 +22,7 @@ pub fn print_lab(out: &Printer, lab: &LabReport) {
                 name,
                 pass: false,
                 line,
+                ..
             } => {
                 let line = line.map(|l| format!(" (line {l})")).unwrap_or_default();
                 out.line(&format!(
