@@ -65,7 +65,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<u8> {
         }
     }
     if let Some(path) = &args.html {
-        let page = crate::lab::report::html::load_page(&page_label(&args), &summary);
+        let page = crate::report::html::load_page(&page_label(&args), &summary);
         if let Err(e) = std::fs::write(path, page) {
             Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
             return Ok(crate::exit::ERROR);

@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cli::RunArgs;
-use crate::lab::{self, report};
+use crate::lab;
 use crate::output::Printer;
+use crate::report;
 use crate::services::Services;
 use crate::stack::Stack;
 

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::convert::{lab_error, LabResult};
 use super::frozen::Frozen;
-use super::report::{Event, LabRecord};
+use crate::report::{Event, LabRecord};
 use crate::services::Services;
 use crate::store::lab::LabDb;
 

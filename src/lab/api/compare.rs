@@ -11,7 +11,7 @@ use crate::lab::context;
 use crate::lab::convert::{
     arg_count, arg_num, arg_str, format_float, lab_error, same_value, shown, to_json, LabResult,
 };
-use crate::lab::report::{Event, Measured};
+use crate::report::{Event, Measured};
 
 /// How often `wait_until` asks its condition.
 const POLL: Duration = Duration::from_millis(10);

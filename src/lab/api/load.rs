@@ -20,8 +20,8 @@ use crate::lab::context::{self, LabContext, Pending};
 use crate::lab::convert::{
     arg_count, arg_int, arg_map, arg_str, from_json, lab_error, to_json, LabResult,
 };
-use crate::lab::report::Event;
 use crate::load::{self, KeyDist, Mix, Pace, Plan, Progress, Stop, Target, MAX_ZIPF_S};
+use crate::report::Event;
 
 /// The options `load()` understands; anything else is an error naming these.
 #[derive(Debug, Default, Deserialize)]

@@ -277,7 +277,7 @@ fn histogram(summary: &Summary) -> Vec<(f64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::report::{LabRecord, LabReport};
+    use crate::report::{LabRecord, LabReport};
     use std::time::Duration;
 
     fn lab(title: &str, events: Vec<Event>, outcome: Outcome) -> LabReport {

@@ -1,12 +1,6 @@
 //! What a lab run found, as one model every format is drawn from: per lab its events
 //! (checks, notes, tables, charts, load runs) in the order they happened, its time and
-//! outcome, and the totals over labs and checks. `text` prints it, `--json` serialises
-//! it as is, `html` draws a page from it.
-
-pub mod html;
-mod loads;
-mod page;
-pub mod text;
+//! outcome, and the totals over labs and checks.
 
 use serde::Serialize;
 
