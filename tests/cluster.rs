@@ -462,7 +462,7 @@ fn shown(timeline: &[Interval]) -> String {
     timeline
         .iter()
         .map(|i| {
-            let n = |k: &str| i.cache.get(k).copied().unwrap_or(0);
+            let n = |k: &str| i.cache.by_name(k);
             format!(
                 "{}: {:.1} ms ({}/{})",
                 i.start_ms,
@@ -548,11 +548,11 @@ fn a_master_that_leaves_and_rejoins_under_load_slows_no_key_and_its_own_are_read
             shown(&own.timeline)
         );
         assert!(
-            others.tally.cache.keys().all(|k| k == "HIT"),
+            others.tally.cache.seen().iter().all(|(k, _)| *k == "HIT"),
             "the live masters' keys were cache hits throughout: {}",
             shown(&others.timeline)
         );
-        let n = |i: &Interval, k: &str| i.cache.get(k).copied().unwrap_or(0);
+        let n = |i: &Interval, k: &str| i.cache.by_name(k);
         assert!(
             own.timeline
                 .iter()

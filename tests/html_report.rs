@@ -168,6 +168,18 @@ fn the_run_page_is_one_well_formed_page_with_the_json_reports_numbers_and_a_char
         "{}",
         text(&failures)
     );
+    // The item links to the failing check itself.
+    let link = failures
+        .descendants()
+        .find(|n| n.has_tag_name("a"))
+        .and_then(|a| a.attribute("href"))
+        .expect("a link to the failure");
+    let target = doc
+        .descendants()
+        .find(|n| n.attribute("id") == link.strip_prefix('#'))
+        .expect("the link's target is on the page");
+    assert!(target.has_tag_name("li") && has_class(&target, "fail"));
+    assert!(text(&target).contains("two is three"));
 
     let sections: Vec<Node> = doc
         .descendants()
@@ -199,7 +211,8 @@ fn the_run_page_is_one_well_formed_page_with_the_json_reports_numbers_and_a_char
         ]
     );
 
-    // Events in the order the lab made them, each drawn as what it is.
+    // The lab's story first: its own tables and charts, then its checks and notes in the
+    // order it made them, and its loads last, folded.
     let drawn: Vec<&str> = section
         .descendants()
         .filter_map(|n| match n.tag_name().name() {
@@ -207,7 +220,7 @@ fn the_run_page_is_one_well_formed_page_with_the_json_reports_numbers_and_a_char
             "p" if has_class(&n, "note") => Some("note"),
             "table" if has_class(&n, "data") => Some("table"),
             "div" if has_class(&n, "lab-chart") => Some("chart"),
-            "div" if has_class(&n, "load") => Some("load"),
+            "details" if has_class(&n, "load") => Some("load"),
             _ => None,
         })
         .collect();
@@ -217,7 +230,31 @@ fn the_run_page_is_one_well_formed_page_with_the_json_reports_numbers_and_a_char
         .iter()
         .map(|e| e["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(drawn, made);
+    let in_kinds = |kinds: &[&str]| -> Vec<&str> {
+        made.iter().copied().filter(|k| kinds.contains(k)).collect()
+    };
+    let story: Vec<&str> = [
+        in_kinds(&["table", "chart"]),
+        in_kinds(&["check", "note"]),
+        in_kinds(&["load"]),
+    ]
+    .concat();
+    assert_eq!(drawn, story);
+    let at = |needle: &str| page.find(needle).unwrap_or_else(|| panic!("{needle:?}"));
+    assert!(
+        at("Made by the lab") < at("<table class=\"loads\">"),
+        "the lab's own chart comes before the loads table"
+    );
+    let row: Vec<String> = section
+        .descendants()
+        .find(|n| n.has_tag_name("table") && has_class(n, "loads"))
+        .expect("the compact loads table")
+        .descendants()
+        .filter(|n| n.has_tag_name("td"))
+        .map(|n| text(&n))
+        .collect();
+    assert_eq!(row[0], "load /users/{id}");
+    assert_eq!(row[1], "300");
 
     // Checks: the same passes and failures as the JSON, the failure with its line.
     let checks: Vec<Node> = section
@@ -321,18 +358,17 @@ fn the_run_page_is_one_well_formed_page_with_the_json_reports_numbers_and_a_char
     // The load's figures are the JSON report's.
     let load = section
         .descendants()
-        .find(|n| has_class(n, "load"))
+        .find(|n| n.has_tag_name("details") && has_class(n, "load"))
         .unwrap();
-    let load_json = json["events"]
+    let figures = json["events"]
         .as_array()
         .unwrap()
         .iter()
         .find(|e| e["kind"] == "load")
         .unwrap();
-    let figures = &load_json["figures"];
     assert_eq!(figures["requests"], 300);
     for key in [
-        "requests", "ok", "errors", "rps", "p50", "p90", "p99", "p999", "max", "db_reads",
+        "requests", "ok", "errors", "rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms",
     ] {
         assert_eq!(
             figure(&load, key),
@@ -340,11 +376,88 @@ fn the_run_page_is_one_well_formed_page_with_the_json_reports_numbers_and_a_char
             "figure {key:?}"
         );
     }
+    assert_eq!(
+        figure(&load, "db_reads"),
+        figures["counters"]["db_reads"].as_f64().unwrap()
+    );
     let seed = load
         .descendants()
         .find(|n| n.attribute("data-key") == Some("seed"))
         .unwrap();
     assert_eq!(text(&seed), figures["seed"].to_string());
+    // The run ended inside its last interval, and the page says so.
+    let timeline = figures["timeline"].as_array().unwrap();
+    assert_eq!(timeline.last().unwrap()["partial"], true);
+    assert!(
+        load.descendants()
+            .any(|n| has_class(&n, "partial") && text(&n).contains("is partial")),
+        "the partial last interval is marked"
+    );
+}
+
+#[test]
+fn a_fault_during_a_load_is_an_event_in_the_json_the_text_and_a_marker_on_the_page() {
+    let labs = Labs::new();
+    let lab = labs.add(
+        "outage.rhai",
+        r#"// Redis goes down under load
+let h = load_async(#{path: "/users/{id}", duration_ms: 900, c: 2, label: "through the outage"});
+sleep(300);
+fault("redis", "down");
+sleep(300);
+heal("redis");
+let r = load_wait(h);
+check("the load ran", r.requests > 0);
+"#,
+    );
+    let html_path = labs.dir.path().join("report.html");
+    let json_path = labs.dir.path().join("report.json");
+    let r = run(
+        &[
+            "--html",
+            html_path.to_str().unwrap(),
+            "--json",
+            json_path.to_str().unwrap(),
+        ],
+        &[&lab],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("fault redis down"), "{}", r.stdout);
+    assert!(r.stdout.contains("heal redis"), "{}", r.stdout);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let load = report["labs"][0]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "load")
+        .unwrap();
+    assert_eq!(load["label"], "through the outage");
+    let events = load["events"].as_array().unwrap();
+    let fault = events
+        .iter()
+        .find(|e| e["kind"] == "fault")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    assert_eq!(fault["what"], "redis down");
+    let at = fault["at_ms"].as_f64().unwrap();
+    assert!((250.0..900.0).contains(&at), "{at}");
+
+    let page = std::fs::read_to_string(&html_path).unwrap();
+    let doc = parse(&page);
+    let labels: Vec<String> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("svg"))
+        .flat_map(|svg| svg_texts(&svg))
+        .collect();
+    assert!(
+        labels.iter().any(|t| t == "fault redis down"),
+        "a labelled marker: {labels:?}"
+    );
+    let summary = doc
+        .descendants()
+        .find(|n| n.has_tag_name("summary"))
+        .unwrap();
+    assert_eq!(text(&summary), "through the outage");
 }
 
 /// A keep-alive HTTP/1.1 server on a free loopback port that answers every request
@@ -415,7 +528,7 @@ fn the_load_page_shows_the_histogram_percentiles_and_timeline_with_the_json_numb
         .descendants()
         .find(|n| has_class(n, "load"))
         .expect("the run's section");
-    let heading = text(&load.descendants().find(|n| n.has_tag_name("h3")).unwrap());
+    let heading = text(&load.descendants().find(|n| n.has_tag_name("h2")).unwrap());
     let target = url.strip_prefix("http://").unwrap();
     assert_eq!(heading, format!("GET {target}/users/{{id}}"));
     assert_eq!(figures["requests"], 60);
@@ -430,7 +543,7 @@ fn the_load_page_shows_the_histogram_percentiles_and_timeline_with_the_json_numb
         "p90_ms",
         "p99_ms",
         "p999_ms",
-        "slowest_ms",
+        "max_ms",
     ] {
         assert_eq!(
             figure(&load, key),
@@ -460,6 +573,79 @@ fn the_load_page_shows_the_histogram_percentiles_and_timeline_with_the_json_numb
     }
     // Only what the server sent is drawn: it never missed.
     assert!(!texts[2].iter().any(|t| t == "misses"), "{:?}", texts[2]);
+    // hey labels a histogram bucket by its upper bound.
+    assert!(
+        texts[0].iter().any(|t| t.starts_with("≤ ")),
+        "{:?}",
+        texts[0]
+    );
+}
+
+#[test]
+fn a_mixed_load_page_shows_the_get_put_split_and_the_stale_read_verdict() {
+    let url = answering_server();
+    let dir = tempfile::tempdir().unwrap();
+    let html_path = dir.path().join("load.html");
+    let history = dir.path().join("history.jsonl");
+    let out = cachelab()
+        .args([
+            "load",
+            &format!("{url}/users/{{id}}"),
+            "-n",
+            "40",
+            "-c",
+            "2",
+        ])
+        .args([
+            "--mix",
+            "get:50,put:50",
+            "--history",
+            history.to_str().unwrap(),
+        ])
+        .args(["--html", html_path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("GETs / PUTs:"), "{stdout}");
+    assert!(
+        stdout.contains("Values written before the run:"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Unexplained"), "{stdout}");
+    let page = std::fs::read_to_string(&html_path).unwrap();
+    let doc = parse(&page);
+    let all = text(&doc.root_element());
+    assert!(all.contains("GET × ") && all.contains("PUT × "), "{all}");
+    let verdict = doc
+        .descendants()
+        .find(|n| has_class(n, "verdict"))
+        .expect("the history checker's verdict");
+    assert!(
+        text(&verdict).contains("reads judged"),
+        "{}",
+        text(&verdict)
+    );
+}
+
+#[test]
+fn a_url_without_an_id_prints_no_seed() {
+    let url = answering_server();
+    let out = cachelab()
+        .args(["load", &format!("{url}/health"), "-n", "5", "-c", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Summary:") && !stdout.contains("Seed:"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -233,11 +233,11 @@ check("2: a given seed replays the ids and is reported", a.ids == b.ids && a.see
         .collect();
     assert_eq!(loads.len(), 4);
     assert!(
-        loads.iter().all(|l| l["figures"]["seed"].is_u64()),
+        loads.iter().all(|l| l["seed"].is_u64()),
         "the JSON report shows each run's seed: {loads:?}"
     );
-    assert_ne!(loads[0]["figures"]["seed"], loads[1]["figures"]["seed"]);
-    assert_eq!(loads[2]["figures"]["seed"], 42);
+    assert_ne!(loads[0]["seed"], loads[1]["seed"]);
+    assert_eq!(loads[2]["seed"], 42);
 }
 
 #[test]

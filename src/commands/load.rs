@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::load::{self, LoadArgs, Progress, Stop};
+use crate::load::{self, LoadArgs, LoadRun, Progress, Stop};
 use crate::output::Printer;
 
 pub async fn load(args: LoadArgs) -> anyhow::Result<u8> {
@@ -50,11 +50,13 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<u8> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let keyed = args.urls.iter().any(|u| u.contains("{id}"));
+    let run = LoadRun::new(page_label(&args), &summary, keyed);
     let out = Printer::stdout();
     if args.json {
-        out.line(&serde_json::to_string_pretty(&summary.cli_figures())?);
+        out.line(&crate::report::json::load(&run)?);
     } else {
-        out.line(&load::print_text(&summary));
+        out.line(&load::print_text(&run));
     }
     if let Some(path) = &args.history {
         let written = std::fs::File::create(path)
@@ -65,7 +67,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<u8> {
         }
     }
     if let Some(path) = &args.html {
-        let page = crate::report::html::load_page(&page_label(&args), &summary);
+        let page = crate::report::html::load_page(&run);
         if let Err(e) = std::fs::write(path, page) {
             Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
             return Ok(crate::exit::ERROR);

@@ -51,7 +51,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     report::text::print_totals(&out, &run_report);
     let mut code = run_report.exit_code();
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&run_report)?;
+        let json = report::json::run(&run_report)?;
         if let Err(e) = std::fs::write(path, json) {
             Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
             code = crate::exit::ERROR;

@@ -44,11 +44,17 @@ pub enum Halt {
 /// Something a lab started in the background and collects with a `*_wait` call.
 pub enum Pending {
     Http(JoinHandle<Result<serde_json::Value, String>>),
-    /// A load (its figures and history) and its label in the report.
-    Load(
-        JoinHandle<(serde_json::Value, Vec<crate::load::history::Op>)>,
-        String,
-    ),
+    /// A load run in the background.
+    Load(JoinHandle<MeasuredLoad>),
+}
+
+/// A finished load as the lab collects it: the run, its history, the ids it sent (with
+/// `trace`), and when it started (to place the lab's actions on its timeline).
+pub struct MeasuredLoad {
+    pub run: crate::load::LoadRun,
+    pub history: Vec<crate::load::history::Op>,
+    pub ids: Vec<u64>,
+    pub started: Instant,
 }
 
 /// What a lab may reach beyond cachelab's own servers.
@@ -90,6 +96,9 @@ pub struct LabContext {
     pub last_history: RefCell<Vec<crate::load::history::Op>>,
     /// What `pause()` froze, continued at the latest when the lab ends.
     pub frozen: RefCell<Vec<Frozen>>,
+    /// What the lab did to the system (faults, heals, knobs ...), when, kind and what: a
+    /// load that was running at the time lists it among its events.
+    pub actions: RefCell<Vec<(Instant, &'static str, String)>>,
 }
 
 /// Create or replace the regular file at `path`, never following a symlink planted there
@@ -185,6 +194,7 @@ impl LabContext {
             shapes: RefCell::new(HashMap::new()),
             last_history: RefCell::new(Vec::new()),
             frozen: RefCell::new(Vec::new()),
+            actions: RefCell::new(Vec::new()),
         }
     }
 
@@ -288,6 +298,13 @@ impl LabContext {
     /// Append an event to the lab's record.
     pub fn add(&self, event: Event) {
         self.record.borrow_mut().events.push(event);
+    }
+
+    /// Note an action on the system (`fault`, `redis down`) for the loads running now.
+    pub fn action(&self, kind: &'static str, what: impl Into<String>) {
+        self.actions
+            .borrow_mut()
+            .push((Instant::now(), kind, what.into()));
     }
 
     /// How long the lab may still run.
@@ -415,7 +432,7 @@ impl LabContext {
         for (_, pending) in self.pending.borrow_mut().drain() {
             match pending {
                 Pending::Http(task) => task.abort(),
-                Pending::Load(task, _) => task.abort(),
+                Pending::Load(task) => task.abort(),
             }
         }
         self.redis.borrow_mut().take();

@@ -69,6 +69,7 @@ pub async fn run(plan: Plan, progress: Arc<Progress>) -> Summary {
         elapsed,
         seed,
         cancelled,
+        mixed: plan.mix.is_some(),
         interval,
         timeline,
         history,

@@ -53,7 +53,14 @@ pub struct Verdict {
     pub unexplained: u64,
     /// The stalest reads, at most 5, the most stale first: enough to find them in a log.
     pub examples: Vec<StaleRead>,
+    /// Every stale read (up to `STALE_POINTS`) as (invoke ms, staleness ms), for the
+    /// report's picture of stale reads over time.
+    #[serde(skip)]
+    pub stale_at: Vec<(f64, f64)>,
 }
+
+/// How many stale reads the verdict keeps for the picture.
+const STALE_POINTS: usize = 100_000;
 
 /// One stale read with the evidence for it, so a reader can check the claim by hand.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -171,6 +178,9 @@ pub fn check(ops: &[Op], initial: &HashMap<u64, String>) -> Verdict {
         let stale = read.invoke - superseded_at;
         verdict.stale_reads += 1;
         max_stale = max_stale.max(stale);
+        if verdict.stale_at.len() < STALE_POINTS {
+            verdict.stale_at.push((ms(read.invoke), ms(stale)));
+        }
         if stalest.len() < EXAMPLES || stale > stalest[EXAMPLES - 1].0 {
             stalest.push((stale, read, next));
             stalest.sort_by_key(|&(stale, read, _)| (std::cmp::Reverse(stale), read.invoke));

@@ -1,5 +1,6 @@
 //! The load generator shared by `cachelab load`, `load()` and `stampede()`: a plan goes
-//! in, the engine runs it, a `Summary` comes out, and the printer or the lab converts it.
+//! in, the engine runs it, a `Summary` comes out and becomes a `LoadRun`, which the
+//! printer, the lab and the report read.
 
 mod engine;
 pub mod history;
@@ -7,6 +8,7 @@ mod http;
 mod keys;
 mod plan;
 mod printer;
+mod run;
 mod summary;
 mod timeline;
 mod worker;
@@ -16,7 +18,8 @@ pub use keys::{parse_ids, KeyDist};
 pub(crate) use plan::{open_file_limit, open_files};
 pub use plan::{Mix, Pace, Plan, Sampler, Stop, Target, MAX_ZIPF_S};
 pub use printer::print_text;
-pub use summary::{CliFigures, LabFigures, Summary};
+pub use run::{Bucket, LoadRun, MixSplit, RunEvent};
+pub use summary::Summary;
 pub use timeline::{Interval, Tally};
 pub use tokio_util::sync::CancellationToken;
 pub use worker::Progress;

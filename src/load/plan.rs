@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use hyper::{HeaderMap, Method};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -110,9 +110,9 @@ impl Mix {
     }
 }
 
-/// Reads a set of counters (e.g. the servers' `db_reads`) so the timeline can show how
-/// they moved in each interval next to the load that moved them.
-pub type Sampler = Arc<dyn Fn() -> BTreeMap<String, i64> + Send + Sync>;
+/// Reads the servers' Postgres reads so far, so the timeline can show how many each
+/// interval caused next to the misses that caused them.
+pub type Sampler = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// A complete description of a load run.
 #[derive(Clone)]

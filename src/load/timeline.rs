@@ -2,7 +2,9 @@
 //! their own inbox (a mutex only the sweeper also takes, once per interval); the sweeper
 //! folds them into the run's totals and into one `Interval` per elapsed interval, so
 //! memory holds one interval's events, not the run's. Long runs stay bounded by merging
-//! neighbouring intervals and doubling the interval.
+//! neighbouring intervals and doubling the interval. The servers' Postgres reads are
+//! sampled at each sweep and shared among the intervals since the last reading in
+//! proportion to their misses: reads happen where the misses do.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -11,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::plan::Sampler;
+use crate::xcache::{XCache, XCacheCounts};
 
 /// Milliseconds to the microsecond: what latency measurements can support.
 pub(crate) fn round_ms(ms: f64) -> f64 {
@@ -24,9 +27,11 @@ pub struct Tally {
     pub status: BTreeMap<u16, u64>,
     /// Failures with no HTTP response, by kind ("connection refused", "timeout", ...).
     pub errors: BTreeMap<String, u64>,
-    /// Responses by X-Cache value (HIT, MISS, STALE, COALESCED, or whatever a server sent).
-    pub cache: BTreeMap<String, u64>,
+    /// Responses by X-Cache value.
+    pub cache: XCacheCounts,
     pub body_bytes: u64,
+    /// Requests that were PUTs of a `mix` (the rest were GETs).
+    pub writes: u64,
 }
 
 impl Default for Tally {
@@ -36,14 +41,18 @@ impl Default for Tally {
                 .expect("valid histogram bounds"),
             status: BTreeMap::new(),
             errors: BTreeMap::new(),
-            cache: BTreeMap::new(),
+            cache: XCacheCounts::default(),
             body_bytes: 0,
+            writes: 0,
         }
     }
 }
 
 impl Tally {
     pub(crate) fn record(&mut self, event: &Event) {
+        if event.write {
+            self.writes += 1;
+        }
         match &event.outcome {
             Outcome::Response {
                 status,
@@ -54,7 +63,7 @@ impl Tally {
                 self.latency.saturating_record(micros);
                 *self.status.entry(*status).or_default() += 1;
                 if let Some(cache) = cache {
-                    count(&mut self.cache, cache.as_str(), 1);
+                    cache.count(&mut self.cache);
                 }
                 self.body_bytes += body_bytes;
             }
@@ -71,6 +80,11 @@ pub(crate) const MAX_INTERVALS: usize = 2000;
 pub struct Interval {
     /// When the interval began, since the run started.
     pub start_ms: u64,
+    /// When it ended: `start_ms` + the interval, or the run's end for the last one.
+    pub end_ms: u64,
+    /// The run ended inside this interval: it is shorter than the others, and its counts
+    /// are not comparable with theirs.
+    pub partial: bool,
     /// Responses and transport failures together.
     pub requests: u64,
     /// Responses with a 2xx or 3xx status.
@@ -78,39 +92,36 @@ pub struct Interval {
     /// Requests that got no response (refused, closed, timed out).
     pub errors: u64,
     /// Responses by X-Cache value.
-    pub cache: BTreeMap<String, u64>,
+    pub cache: XCacheCounts,
     /// Latency of this interval's responses; after intervals were merged, `p50_ms` is the
     /// response-weighted mean of the merged medians and `p99_ms` the larger p99.
     pub p50_ms: f64,
     pub p99_ms: f64,
-    /// How much each sampled counter changed during the interval.
-    pub samples: BTreeMap<String, i64>,
+    /// The servers' Postgres reads in this interval, when the run sampled them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub db_reads: Option<i64>,
 }
 
-/// An X-Cache value, without an allocation for the values our servers send.
+/// An X-Cache value: ours typed, any other kept as text.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum CacheValue {
-    Known(&'static str),
+    Ours(XCache),
     Other(Box<str>),
 }
 
-const KNOWN_CACHE_VALUES: [&str; 4] = ["HIT", "MISS", "STALE", "COALESCED"];
-
 impl CacheValue {
     pub fn from_header(value: &[u8]) -> Self {
-        match KNOWN_CACHE_VALUES
-            .iter()
-            .find(|known| known.as_bytes() == value)
-        {
-            Some(known) => Self::Known(known),
+        match XCache::parse(value) {
+            Some(x) => Self::Ours(x),
             None => Self::Other(String::from_utf8_lossy(value).into()),
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    /// Count this value once in `counts`.
+    fn count(&self, counts: &mut XCacheCounts) {
         match self {
-            Self::Known(s) => s,
-            Self::Other(s) => s,
+            Self::Ours(x) => counts.add(*x, 1),
+            Self::Other(v) => counts.add_other(v, 1),
         }
     }
 }
@@ -134,6 +145,8 @@ pub(crate) struct Event {
     pub at: Duration,
     /// From the intended send time to the last body byte.
     pub latency: Duration,
+    /// A PUT of a `mix`.
+    pub write: bool,
     pub outcome: Outcome,
 }
 
@@ -160,7 +173,9 @@ pub(crate) struct Timeline {
     open: Vec<Event>,
     tally: Tally,
     sampler: Option<Sampler>,
-    last_sample: BTreeMap<String, i64>,
+    /// The sampler's last reading, and how many entries were closed when it was taken.
+    last_sample: i64,
+    sampled_upto: usize,
 }
 
 impl Timeline {
@@ -170,7 +185,7 @@ impl Timeline {
     }
 
     fn with_max(interval: Duration, sampler: Option<Sampler>, max_intervals: usize) -> Self {
-        let last_sample = sampler.as_ref().map(|s| s()).unwrap_or_default();
+        let last_sample = sampler.as_ref().map(|s| s()).unwrap_or(0);
         Self {
             interval,
             // Merging pairs needs an even count.
@@ -180,6 +195,7 @@ impl Timeline {
             tally: Tally::default(),
             sampler,
             last_sample,
+            sampled_upto: 0,
         }
     }
 
@@ -223,25 +239,37 @@ impl Timeline {
             return;
         };
         let now = sampler();
-        // Intervals closed since the last reading show every sampled name; the change
-        // goes to the latest, the one that ended when it was read.
-        for entry in self
-            .entries
-            .iter_mut()
-            .rev()
-            .take_while(|e| e.samples.is_empty())
-        {
-            for name in now.keys() {
-                entry.samples.insert(name.clone(), 0);
-            }
-        }
-        if let Some(last) = self.entries.last_mut() {
-            for (name, value) in &now {
-                let before = self.last_sample.get(name).copied().unwrap_or(0);
-                *last.samples.entry(name.clone()).or_default() += value - before;
-            }
-        }
+        let delta = now - self.last_sample;
         self.last_sample = now;
+        let from = self.sampled_upto.min(self.entries.len());
+        self.sampled_upto = self.entries.len();
+        let fresh = &mut self.entries[from..];
+        let Some(last) = fresh.len().checked_sub(1) else {
+            // No interval closed since (they were merged): the latest takes the change.
+            if let Some(entry) = self.entries.last_mut() {
+                entry.db_reads = Some(entry.db_reads.unwrap_or(0) + delta);
+            }
+            return;
+        };
+        // Shared by misses: the reads were made by the requests that missed, which were
+        // counted where they completed. Without misses, the latest interval takes them.
+        let misses: Vec<i64> = fresh
+            .iter()
+            .map(|e| e.cache.get(XCache::Miss) as i64)
+            .collect();
+        let total: i64 = misses.iter().sum();
+        let mut given = 0;
+        for (i, entry) in fresh.iter_mut().enumerate() {
+            let share = if total > 0 && i < last {
+                delta * misses[i] / total
+            } else if i < last {
+                0
+            } else {
+                delta - given
+            };
+            given += share;
+            entry.db_reads = Some(share);
+        }
     }
 
     fn close(&mut self, elapsed: Duration, end: bool) {
@@ -263,8 +291,16 @@ impl Timeline {
             for i in closed..target {
                 self.entries.push(Interval {
                     start_ms: (self.interval * i as u32).as_millis() as u64,
+                    end_ms: (self.interval * (i as u32 + 1)).as_millis() as u64,
                     ..Interval::default()
                 });
+            }
+            if end && last_pass {
+                if let Some(last) = self.entries.last_mut() {
+                    let end_ms = elapsed.as_millis() as u64;
+                    last.partial = end_ms < last.end_ms;
+                    last.end_ms = end_ms.clamp(last.start_ms, last.end_ms);
+                }
             }
             let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); target - closed];
             let mut still_open = Vec::new();
@@ -283,7 +319,7 @@ impl Timeline {
                             entry.ok += 1;
                         }
                         if let Some(cache) = cache {
-                            count(&mut entry.cache, cache.as_str(), 1);
+                            cache.count(&mut entry.cache);
                         }
                         // An event from an interval closed earlier (its worker was slow
                         // to report it) still counts, but its percentiles are final.
@@ -309,6 +345,7 @@ impl Timeline {
     /// Halve the number of entries by merging neighbours, and double the interval.
     fn coarsen(&mut self) {
         self.entries = self.entries.chunks(2).map(merge).collect();
+        self.sampled_upto = self.sampled_upto.div_ceil(2);
         self.interval *= 2;
     }
 }
@@ -342,12 +379,13 @@ fn merge(pair: &[Interval]) -> Interval {
     merged.requests += second.requests;
     merged.ok += second.ok;
     merged.errors += second.errors;
-    for (value, n) in &second.cache {
-        count(&mut merged.cache, value, *n);
-    }
-    for (name, delta) in &second.samples {
-        *merged.samples.entry(name.clone()).or_default() += delta;
-    }
+    merged.end_ms = second.end_ms;
+    merged.partial = second.partial;
+    merged.cache.merge(&second.cache);
+    merged.db_reads = match (merged.db_reads, second.db_reads) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    };
     merged
 }
 
@@ -360,6 +398,7 @@ mod tests {
         Event {
             at: Duration::from_millis(at_ms),
             latency: Duration::from_millis(latency_ms),
+            write: false,
             outcome: Outcome::Response {
                 status: 200,
                 cache: Some(CacheValue::from_header(b"HIT")),
@@ -379,6 +418,7 @@ mod tests {
         let other = inbox(vec![Event {
             at: Duration::from_millis(120),
             latency: Duration::from_millis(50),
+            write: false,
             outcome: Outcome::Error("timeout".into()),
         }]);
         let inboxes = [worker.clone(), other];
@@ -406,20 +446,20 @@ mod tests {
         let e0 = &entries[0];
         assert_eq!((e0.start_ms, e0.requests, e0.ok, e0.errors), (0, 3, 3, 0));
         assert_eq!((e0.p50_ms, e0.p99_ms), (1.0, 3.0));
-        assert_eq!(e0.cache["HIT"], 3);
+        assert_eq!(e0.cache.get(XCache::Hit), 3);
         let e1 = &entries[1];
         assert_eq!((e1.start_ms, e1.requests, e1.ok, e1.errors), (100, 2, 1, 1));
         assert_eq!(e1.p50_ms, 7.0);
         let e2 = &entries[2];
         assert_eq!((e2.start_ms, e2.requests, e2.ok), (200, 1, 0));
-        assert_eq!(e2.cache["odd"], 1);
+        assert_eq!(e2.cache.other()["odd"], 1);
         assert_eq!(
             tally.latency.len(),
             5,
             "every response's latency is in the totals"
         );
         assert_eq!(tally.errors["timeout"], 1);
-        assert_eq!(tally.cache["HIT"], 4);
+        assert_eq!(tally.cache.get(XCache::Hit), 4);
         assert_eq!(tally.status[&500], 1);
     }
 
@@ -427,8 +467,7 @@ mod tests {
     fn a_long_run_merges_neighbours_and_keeps_every_request_and_sample() {
         let counter = Arc::new(AtomicI64::new(0));
         let c = counter.clone();
-        let sampler: Sampler =
-            Arc::new(move || BTreeMap::from([("db_reads".to_string(), c.load(Ordering::SeqCst))]));
+        let sampler: Sampler = Arc::new(move || c.load(Ordering::SeqCst));
         let mut timeline = Timeline::with_max(Duration::from_millis(10), Some(sampler), 8);
         let worker = inbox(Vec::new());
         let inboxes = [worker.clone()];
@@ -443,7 +482,7 @@ mod tests {
         assert_eq!(interval, Duration::from_millis(160));
         assert_eq!(entries.iter().map(|e| e.requests).sum::<u64>(), 1000);
         assert_eq!(tally.latency.len(), 1000);
-        let sampled: i64 = entries.iter().map(|e| e.samples["db_reads"]).sum();
+        let sampled: i64 = entries.iter().map(|e| e.db_reads.unwrap()).sum();
         assert_eq!(sampled, 2000);
         for (i, e) in entries.iter().enumerate() {
             assert_eq!(e.start_ms, 160 * i as u64);
@@ -453,14 +492,11 @@ mod tests {
 
     #[test]
     fn intervals_closed_together_all_show_the_sampled_names() {
-        let sampler: Sampler = Arc::new(|| BTreeMap::from([("db_reads".to_string(), 7)]));
+        let sampler: Sampler = Arc::new(|| 7);
         let timeline = Timeline::new(Duration::from_millis(10), Some(sampler));
         let (_, _, entries) = timeline.finish(Duration::from_millis(35), &[]);
         assert_eq!(entries.len(), 4);
-        assert!(
-            entries.iter().all(|e| e.samples["db_reads"] == 0),
-            "{entries:?}"
-        );
+        assert!(entries.iter().all(|e| e.db_reads == Some(0)), "{entries:?}");
     }
 
     #[test]
@@ -469,5 +505,44 @@ mod tests {
         let (_, _, entries) = timeline.finish(Duration::ZERO, &[inbox(vec![hit(0, 1)])]);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].requests, 1);
+    }
+}
+
+#[cfg(test)]
+mod attribution {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    fn miss(at_ms: u64) -> Event {
+        Event {
+            at: Duration::from_millis(at_ms),
+            latency: Duration::from_millis(1),
+            write: false,
+            outcome: Outcome::Response {
+                status: 200,
+                cache: Some(CacheValue::from_header(b"MISS")),
+                body_bytes: 2,
+            },
+        }
+    }
+
+    #[test]
+    fn postgres_reads_read_at_the_end_go_to_the_interval_that_missed_not_the_partial_one() {
+        let reads = Arc::new(AtomicI64::new(0));
+        let r = reads.clone();
+        let sampler: Sampler = Arc::new(move || r.load(Ordering::SeqCst));
+        let mut timeline = Timeline::new(Duration::from_millis(100), Some(sampler));
+        let worker: Inbox = Arc::new(Mutex::new(Vec::new()));
+        let inboxes = [worker.clone()];
+        timeline.sweep(Duration::from_millis(100), &inboxes);
+        // 17 misses late in the second interval; their reads are seen only at the end.
+        worker.lock().unwrap().extend((0..17).map(|_| miss(190)));
+        reads.fetch_add(17, Ordering::SeqCst);
+        let (_, _, entries) = timeline.finish(Duration::from_millis(201), &inboxes);
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[1].db_reads, Some(17), "{entries:?}");
+        assert_eq!(entries[2].db_reads, Some(0));
+        assert!(entries[2].partial && !entries[1].partial);
+        assert_eq!((entries[2].start_ms, entries[2].end_ms), (200, 201));
     }
 }

@@ -237,11 +237,12 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, inbox: Inbox) -> Out
             path.push_str(&name);
             name
         });
+        let write = action == Action::Write;
         let host = &s.hosts[route.host];
         let request = match build_request(plan, host, action, &path) {
             Ok(request) => request,
             Err(kind) => {
-                report(s, &inbox, intended, Outcome::Error(kind));
+                report(s, &inbox, intended, write, Outcome::Error(kind));
                 continue;
             }
         };
@@ -296,7 +297,7 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, inbox: Inbox) -> Out
             },
             Err(kind) => Outcome::Error(kind),
         };
-        report(s, &inbox, intended, outcome);
+        report(s, &inbox, intended, write, outcome);
         if failed {
             // A failure can come back at once (refused, out of file descriptors): pause so
             // that thousands of failing workers cannot keep the runtime from its timers.
@@ -313,10 +314,11 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, inbox: Inbox) -> Out
 const ERROR_PAUSE: Duration = Duration::from_millis(2);
 
 /// Count one finished request.
-fn report(s: &Shared, inbox: &Inbox, intended: Instant, outcome: Outcome) {
+fn report(s: &Shared, inbox: &Inbox, intended: Instant, write: bool, outcome: Outcome) {
     let event = Event {
         at: s.start.elapsed(),
         latency: intended.elapsed(),
+        write,
         outcome,
     };
     inbox.lock().unwrap_or_else(|e| e.into_inner()).push(event);

@@ -1,14 +1,16 @@
 //! The HTML pages: a lab run's report (`cachelab run --html`) and a single load run
 //! (`cachelab load --html`). The run's page opens with the same summary line as the text
-//! report and a table of labs, then gives each lab its description, its events in the
-//! order they happened, and a chart for every load and every `chart()` it drew.
+//! report, what failed (each item linking to the failing check) and a table of labs. Each
+//! lab then tells its story first: verdict, description, the tables and charts its author
+//! drew, its checks and notes, and only then its loads, one row each in a compact table
+//! with their detail folded.
 
 use std::fmt::Write;
 use std::time::SystemTime;
 
 use super::page::{self, escape};
 use super::{loads, Event, LabReport, Outcome, RunReport};
-use crate::load::Summary;
+use crate::load::LoadRun;
 
 /// Size a lab's own `chart()` is drawn at (CSS fits it to narrower pages).
 const LAB_CHART_SIZE: (u32, u32) = (880, 380);
@@ -36,20 +38,19 @@ pub fn run_page(report: &RunReport) -> String {
     page::document(&format!("cachelab · {}", report.summary_line()), &body)
 }
 
-/// The page of one `cachelab load` run: `label` says what was loaded (method and targets).
-pub fn load_page(label: &str, summary: &Summary) -> String {
-    let figures = serde_json::to_value(summary.cli_figures()).unwrap_or_default();
+/// The page of one `cachelab load` run.
+pub fn load_page(run: &LoadRun) -> String {
     let mut body = String::new();
     let _ = writeln!(body, "<h1>cachelab load</h1>");
     let _ = writeln!(body, "<p class=\"subtitle\">{}</p>", escape(&written()));
-    if summary.cancelled {
+    if run.cancelled {
         let _ = writeln!(
             body,
             "<p class=\"outcome\">Stopped early: interrupted before the planned end.</p>"
         );
     }
-    body.push_str(&loads::cli_load(label, &figures, &histogram(summary)));
-    page::document(&format!("cachelab load · {label}"), &body)
+    body.push_str(&loads::cli_load(run));
+    page::document(&format!("cachelab load · {}", run.label), &body)
 }
 
 /// When the page was written, for whoever reads it later.
@@ -92,34 +93,37 @@ fn labs_table(report: &RunReport) -> String {
     html
 }
 
-/// Every failed check and every lab that stopped, up front, each linking to its lab:
-/// what a reader of a red report looks for first.
+/// Every failed check and every lab that stopped, up front, each linking to the check or
+/// the error itself: what a reader of a red report looks for first.
 fn failures(report: &RunReport) -> String {
     let mut items = String::new();
     for (index, lab) in report.labs.iter().enumerate() {
         let mut found = Vec::new();
+        let mut check = 0;
         for event in &lab.events {
             if let Event::Check {
-                name,
-                pass: false,
-                line,
-                ..
+                name, pass, line, ..
             } = event
             {
-                let line = line.map(|l| format!(" (line {l})")).unwrap_or_default();
-                found.push(format!("✗ {name}{line}"));
+                if !pass {
+                    let line = line.map(|l| format!(" (line {l})")).unwrap_or_default();
+                    found.push((check_anchor(index, check), format!("✗ {name}{line}")));
+                }
+                check += 1;
             }
         }
+        let outcome = format!("{}-outcome", anchor(index));
         match &lab.outcome {
             Outcome::Completed | Outcome::Skipped(_) => {}
-            Outcome::AssertFailed(m) => found.push(format!("✗ {m}")),
-            Outcome::ScriptError(m) | Outcome::Stopped(m) => found.push(format!("error: {m}")),
+            Outcome::AssertFailed(m) => found.push((outcome, format!("✗ {m}"))),
+            Outcome::ScriptError(m) | Outcome::Stopped(m) => {
+                found.push((outcome, format!("error: {m}")))
+            }
         }
-        for what in found {
+        for (target, what) in found {
             let _ = writeln!(
                 items,
-                "<li><a href=\"#{}\">{}</a>: {}</li>",
-                anchor(index),
+                "<li>{}: <a href=\"#{target}\">{}</a></li>",
                 escape(&lab.title),
                 escape(&what)
             );
@@ -129,6 +133,11 @@ fn failures(report: &RunReport) -> String {
         return String::new();
     }
     format!("<div class=\"failures\">\n<h3>What failed</h3>\n<ul>\n{items}</ul>\n</div>\n")
+}
+
+/// The id of a lab's `check`-th check (counting from 0).
+fn check_anchor(lab: usize, check: usize) -> String {
+    format!("{}-check-{}", anchor(lab), check + 1)
 }
 
 fn anchor(index: usize) -> String {
@@ -160,20 +169,44 @@ fn lab_section(index: usize, lab: &LabReport) -> String {
         lab.checks.failed
     );
     html.push_str(&description(&lab.description));
+    // What the author chose to show comes first.
+    for event in &lab.events {
+        if matches!(event, Event::Table { .. } | Event::Chart(_)) {
+            html.push_str(&event_html(event));
+        }
+    }
     let mut checks_open = false;
+    let mut check = 0;
     for event in &lab.events {
         let is_check = matches!(event, Event::Check { .. });
+        if !is_check && !matches!(event, Event::Note { .. }) {
+            continue;
+        }
         if is_check && !checks_open {
             html.push_str("<ul class=\"checks\">\n");
         } else if !is_check && checks_open {
             html.push_str("</ul>\n");
         }
         checks_open = is_check;
-        html.push_str(&event_html(event));
+        if is_check {
+            html.push_str(&check_html(event, &check_anchor(index, check)));
+            check += 1;
+        } else {
+            html.push_str(&event_html(event));
+        }
     }
     if checks_open {
         html.push_str("</ul>\n");
     }
+    let runs: Vec<&LoadRun> = lab
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Load(run) => Some(run.as_ref()),
+            _ => None,
+        })
+        .collect();
+    html.push_str(&loads::lab_loads(index, &runs));
     if lab.checks.total == 0 && matches!(lab.outcome, Outcome::Completed) {
         html.push_str(
             "<p class=\"note\">This lab made no checks: it passes, but it proves nothing.</p>\n",
@@ -185,10 +218,20 @@ fn lab_section(index: usize, lab: &LabReport) -> String {
             let _ = writeln!(html, "<p class=\"note\">skipped: {}</p>", escape(m));
         }
         Outcome::AssertFailed(m) => {
-            let _ = writeln!(html, "<p class=\"outcome\">✗ {}</p>", escape(m));
+            let _ = writeln!(
+                html,
+                "<p class=\"outcome\" id=\"{}-outcome\">✗ {}</p>",
+                anchor(index),
+                escape(m)
+            );
         }
         Outcome::ScriptError(m) | Outcome::Stopped(m) => {
-            let _ = writeln!(html, "<p class=\"outcome mono\">error: {}</p>", escape(m));
+            let _ = writeln!(
+                html,
+                "<p class=\"outcome mono\" id=\"{}-outcome\">error: {}</p>",
+                anchor(index),
+                escape(m)
+            );
         }
     }
     html.push_str("</section>\n");
@@ -213,28 +256,32 @@ fn description(text: &str) -> String {
     html
 }
 
+/// A check as a list item with its id, for "What failed" to link to.
+fn check_html(event: &Event, id: &str) -> String {
+    let Event::Check {
+        name, pass, line, ..
+    } = event
+    else {
+        return String::new();
+    };
+    if *pass {
+        return format!(
+            "<li class=\"pass\" id=\"{id}\"><span class=\"mark\">✓</span> {}</li>\n",
+            escape(name)
+        );
+    }
+    let line = line
+        .map(|l| format!(" <span class=\"line-no\">line {l}</span>"))
+        .unwrap_or_default();
+    format!(
+        "<li class=\"fail\" id=\"{id}\"><span class=\"mark\">✗</span> {}{line}</li>\n",
+        escape(name)
+    )
+}
+
+/// A note, a table or a lab's chart; checks and loads have their own places.
 fn event_html(event: &Event) -> String {
     match event {
-        Event::Check {
-            name, pass: true, ..
-        } => format!(
-            "<li class=\"pass\"><span class=\"mark\">✓</span> {}</li>\n",
-            escape(name)
-        ),
-        Event::Check {
-            name,
-            pass: false,
-            line,
-            ..
-        } => {
-            let line = line
-                .map(|l| format!(" <span class=\"line-no\">line {l}</span>"))
-                .unwrap_or_default();
-            format!(
-                "<li class=\"fail\"><span class=\"mark\">✗</span> {}{line}</li>\n",
-                escape(name)
-            )
-        }
         Event::Note { text } => format!("<p class=\"note\">{}</p>\n", escape(text)),
         Event::Table {
             title,
@@ -248,30 +295,8 @@ fn event_html(event: &Event) -> String {
             "<div class=\"block lab-chart\">\n{}</div>\n",
             page::chart(spec, LAB_CHART_SIZE)
         ),
-        Event::Load { label, figures } => loads::lab_load(label, figures),
+        Event::Check { .. } | Event::Load(_) => String::new(),
     }
-}
-
-/// hey's response-time histogram: eleven buckets evenly spaced from the fastest to the
-/// slowest response, as (bucket start in ms, responses).
-fn histogram(summary: &Summary) -> Vec<(f64, u64)> {
-    let h = &summary.tally.latency;
-    if h.is_empty() {
-        return Vec::new();
-    }
-    const BUCKETS: u64 = 11;
-    let (lo, hi) = (h.min(), h.max());
-    let step = ((hi - lo) / (BUCKETS - 1)).max(1);
-    let mut counts = vec![0u64; BUCKETS as usize];
-    for v in h.iter_recorded() {
-        let i = (v.value_iterated_to().saturating_sub(lo) / step).min(BUCKETS - 1);
-        counts[i as usize] += v.count_at_value();
-    }
-    counts
-        .into_iter()
-        .enumerate()
-        .map(|(i, n)| ((lo + step * i as u64) as f64 / 1000.0, n))
-        .collect()
 }
 
 #[cfg(test)]
@@ -316,8 +341,9 @@ mod tests {
         assert!(page.contains("<span class=\"badge fail\">ERROR</span> broken"));
         assert!(page.contains("<span class=\"badge pass\">PASSED</span> fine"));
         let failures = &page[page.find("What failed").expect("a failures list")..];
-        assert!(failures
-            .contains("<a href=\"#lab-2\">broken</a>: error: broken.rhai:3:9: no such function"));
+        assert!(failures.contains(
+            "broken: <a href=\"#lab-2-outcome\">error: broken.rhai:3:9: no such function</a>"
+        ));
         assert!(page.contains("<p>First line wraps here.</p>\n<p>Second paragraph.</p>"));
     }
 

@@ -1,223 +1,279 @@
-//! A load run on a page: its figures in a one-row table, its latency percentiles as bars,
-//! and its timeline (requests, hits, misses, stale, coalesced and Postgres reads per
-//! interval) as lines. A lab's `load()` / `stampede()` and a `cachelab load` run get the
-//! same section; only the names of their JSON fields differ, so each has its own list.
+//! Load runs on a page, all from their typed `LoadRun`: a lab's loads as one compact table
+//! (a row each: label, requests, hit ratio, p50, p99, Postgres reads, errors) with each
+//! run's detail folded in a `<details>` below it, and `cachelab load`'s page with the same
+//! detail open. The detail: every figure, the status / X-Cache / error counts, the events
+//! of the run, the latency percentiles, the timeline as per-interval steps (bars for a
+//! burst of one or two intervals) with events as markers and the partial last interval
+//! shaded, and, with a history, stale reads over time.
 
 use std::fmt::Write;
 
-use serde_json::Value;
+use super::charts::{Chart, ChartKind, Marker, Series};
+use super::page::{chart, escape};
+use crate::load::{Interval, LoadRun};
+use crate::output::format_float;
+use crate::xcache::XCache;
 
-use super::page::{cell_text, chart, escape};
-use super::ChartSpec;
-
-/// A figure of the table: its JSON key (also the cell's `data-key`, so the page can be
-/// read back against the JSON report) and the heading shown.
-type Column = (&'static str, &'static str);
-
-const LAB_COLUMNS: [Column; 13] = [
-    ("requests", "requests"),
-    ("ok", "ok"),
-    ("errors", "errors"),
-    ("rps", "req/s"),
-    ("p50", "p50 ms"),
-    ("p90", "p90 ms"),
-    ("p99", "p99 ms"),
-    ("p999", "p99.9 ms"),
-    ("max", "max ms"),
-    ("hits", "hits"),
-    ("misses", "misses"),
-    ("db_reads", "Postgres reads"),
-    ("seed", "seed"),
-];
-
-const LAB_PERCENTILES: [Column; 5] = [
-    ("p50", "p50"),
-    ("p90", "p90"),
-    ("p99", "p99"),
-    ("p999", "p99.9"),
-    ("max", "max"),
-];
-
-const CLI_COLUMNS: [Column; 13] = [
-    ("requests", "requests"),
-    ("ok", "ok"),
-    ("errors", "errors"),
-    ("rps", "req/s"),
-    ("total_s", "total s"),
-    ("fastest_ms", "fastest ms"),
-    ("average_ms", "average ms"),
-    ("p50_ms", "p50 ms"),
-    ("p90_ms", "p90 ms"),
-    ("p99_ms", "p99 ms"),
-    ("p999_ms", "p99.9 ms"),
-    ("slowest_ms", "slowest ms"),
-    ("seed", "seed"),
-];
-
-const CLI_PERCENTILES: [Column; 9] = [
-    ("p10_ms", "p10"),
-    ("p25_ms", "p25"),
-    ("p50_ms", "p50"),
-    ("p75_ms", "p75"),
-    ("p90_ms", "p90"),
-    ("p95_ms", "p95"),
-    ("p99_ms", "p99"),
-    ("p999_ms", "p99.9"),
-    ("slowest_ms", "max"),
-];
-
-/// Chart sizes before CSS fits them to their columns: a lab's load has two charts side by
-/// side (2 : 3, the grid's split); `cachelab load`'s page has two over one wide timeline.
-const PERCENTILES_SIZE: (u32, u32) = (440, 300);
-const TIMELINE_SIZE: (u32, u32) = (660, 300);
+/// Chart sizes before CSS fits them to their columns.
 const HALF_SIZE: (u32, u32) = (560, 300);
-const WIDE_TIMELINE_SIZE: (u32, u32) = (1130, 340);
+const WIDE_SIZE: (u32, u32) = (1130, 340);
 
-/// The section for one `load()` or `stampede()` of a lab, from the figures it returned.
-pub fn lab_load(label: &str, figures: &Value) -> String {
-    let timeline = Timeline::new(figures, |entry, name| entry[name].as_f64().unwrap_or(0.0));
-    let series = [
-        timeline.series("requests", "requests", true),
-        timeline.series("hits", "hits", true),
-        timeline.series("misses", "misses", true),
-        timeline.series("stale", "stale", false),
-        timeline.series("coalesced", "coalesced", false),
-        timeline.series("Postgres reads", "db_reads", true),
-    ];
-    let mut html = heading(label, figures, &LAB_COLUMNS);
-    html.push_str("<div class=\"charts\">\n");
-    html.push_str(&chart(
-        &percentiles(figures, &LAB_PERCENTILES),
-        PERCENTILES_SIZE,
-    ));
-    html.push_str(&timeline.chart(series, TIMELINE_SIZE));
-    html.push_str("</div>\n</div>\n");
-    html
+/// Timelines with fewer intervals than this are drawn as bars named by their interval.
+const SHORTEST_STEPS: usize = 3;
+
+/// The id of a load's detail on the page: the compact table's rows link to it.
+pub fn anchor(lab: usize, load: usize) -> String {
+    format!("lab-{}-load-{}", lab + 1, load + 1)
 }
 
-/// The section for a `cachelab load` run, from its `--json` figures and hey's histogram
-/// (bucket start in ms → responses).
-pub fn cli_load(label: &str, figures: &Value, histogram: &[(f64, u64)]) -> String {
-    // The X-Cache values sit in a map per interval; a server that sends none leaves
-    // only the requests line.
-    let timeline = Timeline::new(figures, |entry, name| match name {
-        "requests" | "errors" => entry[name].as_f64().unwrap_or(0.0),
-        value => entry["cache"][value].as_f64().unwrap_or(0.0),
-    });
-    let mut series = vec![
-        timeline.series("requests", "requests", true),
-        timeline.series("errors", "errors", false),
-        timeline.series("hits", "HIT", false),
-        timeline.series("misses", "MISS", false),
-        timeline.series("stale", "STALE", false),
-        timeline.series("coalesced", "COALESCED", false),
-    ];
-    if let Some(cache) = figures["cache"].as_object() {
-        for value in cache.keys() {
-            if !["HIT", "MISS", "STALE", "COALESCED"].contains(&value.as_str()) {
-                series.push(timeline.series(&format!("X-Cache {value}"), value, false));
-            }
-        }
+/// One lab's loads: a compact table, then each run's detail, folded.
+pub fn lab_loads(lab: usize, runs: &[&LoadRun]) -> String {
+    if runs.is_empty() {
+        return String::new();
     }
-    let mut html = heading(label, figures, &CLI_COLUMNS);
-    html.push_str("<div class=\"charts three\">\n");
-    let buckets = ChartSpec {
-        title: "Response time histogram".into(),
-        x: "latency from (ms)".into(),
-        y: "responses".into(),
-        kind: "bar".into(),
-        series: vec![(
-            "responses".into(),
-            (0..histogram.len())
-                .map(|i| (i as f64, histogram[i].1 as f64))
-                .collect(),
-        )],
-        categories: histogram.iter().map(|(ms, _)| ms_label(*ms)).collect(),
-    };
-    html.push_str(&chart(&buckets, HALF_SIZE));
-    html.push_str(&chart(&percentiles(figures, &CLI_PERCENTILES), HALF_SIZE));
-    html.push_str(&timeline.chart(series, WIDE_TIMELINE_SIZE));
-    html.push_str("</div>\n</div>\n");
+    let mut html = String::from(
+        "<div class=\"block loads\">\n<div class=\"scroll\">\n<table class=\"loads\">\n\
+         <caption>Loads</caption>\n<thead><tr><th>label</th><th class=\"num\">requests</th>\
+         <th class=\"num\">hit ratio</th><th class=\"num\">p50 ms</th><th class=\"num\">p99 ms</th>\
+         <th class=\"num\">Postgres reads</th><th class=\"num\">errors</th></tr></thead>\n<tbody>\n",
+    );
+    for (index, run) in runs.iter().enumerate() {
+        let bad = if run.errors > 0 { " bad" } else { "" };
+        let db_reads = run.db_reads().map_or("-".to_string(), |n| n.to_string());
+        let _ = writeln!(
+            html,
+            "<tr><td><a href=\"#{}\">{}</a></td><td class=\"num\" data-key=\"requests\">{}</td>\
+             <td class=\"num\" data-key=\"hit_ratio\">{}</td><td class=\"num\" data-key=\"p50_ms\">{}</td>\
+             <td class=\"num\" data-key=\"p99_ms\">{}</td><td class=\"num\" data-key=\"db_reads\">{db_reads}</td>\
+             <td class=\"num{bad}\" data-key=\"errors\">{}</td></tr>",
+            anchor(lab, index),
+            escape(&run.label),
+            run.requests,
+            percent(run.hit_ratio),
+            format_float(run.p50_ms),
+            format_float(run.p99_ms),
+            run.errors
+        );
+    }
+    html.push_str("</tbody>\n</table>\n</div>\n");
+    for (index, run) in runs.iter().enumerate() {
+        let _ = writeln!(
+            html,
+            "<details class=\"load\" id=\"{}\">\n<summary>{}</summary>",
+            anchor(lab, index),
+            escape(&run.label)
+        );
+        html.push_str(&detail(run, false));
+        html.push_str("</details>\n");
+    }
+    html.push_str("</div>\n");
     html
 }
 
-/// The section's opening: its title, the figures table, and one line for the status
-/// codes, X-Cache values and errors by kind. Leaves the section's `<div>` open.
-fn heading(label: &str, figures: &Value, columns: &[Column]) -> String {
+/// `cachelab load`'s run: its label, then its detail, open.
+pub fn cli_load(run: &LoadRun) -> String {
     let mut html = String::from("<div class=\"block load\">\n");
-    let (kind, target) = label.split_once(' ').unwrap_or((label, ""));
-    let _ = writeln!(
-        html,
-        "<h3><span class=\"kind\">{}</span> {}</h3>",
-        escape(kind),
-        escape(target)
-    );
-    html.push_str("<div class=\"scroll\">\n<table class=\"figures\">\n<thead><tr>");
-    let shown: Vec<&Column> = columns
-        .iter()
-        .filter(|(key, _)| !figures[key].is_null())
-        .collect();
-    for (_, heading) in &shown {
+    let _ = writeln!(html, "<h2>{}</h2>", escape(&run.label));
+    html.push_str(&detail(run, true));
+    html.push_str("</div>\n");
+    html
+}
+
+fn percent(ratio: f64) -> String {
+    format!("{:.1}%", ratio * 100.0)
+}
+
+/// Every figure, the counts, the events and the charts of a run.
+fn detail(run: &LoadRun, cli: bool) -> String {
+    let mut html = figures_table(run);
+    html.push_str(&counts(run));
+    html.push_str(&consistency(run));
+    html.push_str(&events(run));
+    html.push_str("<div class=\"charts\">\n");
+    if cli && !run.histogram.is_empty() {
+        html.push_str(&chart(&histogram(run), HALF_SIZE));
+    }
+    html.push_str(&chart(&percentiles(run, cli), HALF_SIZE));
+    html.push_str("</div>\n");
+    html.push_str(&timeline(run));
+    if let Some(stale) = stale_reads(run) {
+        html.push_str(&chart(&stale, WIDE_SIZE));
+    }
+    html
+}
+
+/// One row of figures, each cell naming its JSON key.
+fn figures_table(run: &LoadRun) -> String {
+    let mut cells: Vec<(&str, &str, String)> = vec![
+        ("requests", "requests", run.requests.to_string()),
+        ("ok", "ok", run.ok.to_string()),
+        ("errors", "errors", run.errors.to_string()),
+        ("rps", "req/s", format_float(run.rps)),
+        ("duration_s", "time s", format_float(run.duration_s)),
+        ("fastest_ms", "fastest ms", format_float(run.fastest_ms)),
+        ("average_ms", "average ms", format_float(run.average_ms)),
+        ("p50_ms", "p50 ms", format_float(run.p50_ms)),
+        ("p90_ms", "p90 ms", format_float(run.p90_ms)),
+        ("p99_ms", "p99 ms", format_float(run.p99_ms)),
+        ("p999_ms", "p99.9 ms", format_float(run.p999_ms)),
+        ("max_ms", "max ms", format_float(run.max_ms)),
+        ("hit_ratio", "hit ratio", percent(run.hit_ratio)),
+    ];
+    if let Some(n) = run.db_reads() {
+        cells.push(("db_reads", "Postgres reads", n.to_string()));
+    }
+    if run.keyed {
+        cells.push(("seed", "seed", run.seed.to_string()));
+    }
+    let mut html = String::from("<div class=\"scroll\">\n<table class=\"figures\">\n<thead><tr>");
+    for (_, heading, _) in &cells {
         let _ = write!(html, "<th class=\"num\">{}</th>", escape(heading));
     }
     html.push_str("</tr></thead>\n<tbody><tr>");
-    for (key, _) in &shown {
-        let value = &figures[key];
-        let bad = *key == "errors" && value.as_u64().is_some_and(|n| n > 0);
+    for (key, _, value) in &cells {
+        let bad = *key == "errors" && run.errors > 0;
         let class = if bad { "num bad" } else { "num" };
         let _ = write!(
             html,
             "<td class=\"{class}\" data-key=\"{key}\">{}</td>",
-            escape(&cell_text(value))
+            escape(value)
         );
     }
     html.push_str("</tr></tbody>\n</table>\n</div>\n");
-    let mut aside = Vec::new();
-    for (key, name) in [
-        ("status", "status"),
-        ("cache", "X-Cache"),
-        ("error_kinds", "errors"),
-    ] {
-        let Some(counts) = figures[key].as_object().filter(|m| !m.is_empty()) else {
-            continue;
-        };
-        let counts: Vec<String> = counts
-            .iter()
-            .map(|(what, n)| format!("{what} × {}", cell_text(n)))
-            .collect();
-        aside.push(format!("{name}: {}", counts.join(", ")));
-    }
-    if !aside.is_empty() {
-        let _ = writeln!(
-            html,
-            "<p class=\"aside\">{}</p>",
-            escape(&aside.join(" · "))
-        );
-    }
     html
 }
 
-/// The latency percentiles as bars over named categories.
-fn percentiles(figures: &Value, columns: &[Column]) -> ChartSpec {
-    let shown: Vec<(&str, f64)> = columns
-        .iter()
-        .filter_map(|(key, name)| Some((*name, figures[key].as_f64()?)))
-        .collect();
-    ChartSpec {
-        title: "Latency percentiles".into(),
-        x: "percentile".into(),
-        y: "latency (ms)".into(),
-        kind: "bar".into(),
-        series: vec![(
-            "latency".into(),
-            shown
-                .iter()
-                .enumerate()
-                .map(|(i, (_, ms))| (i as f64, *ms))
-                .collect(),
-        )],
-        categories: shown.iter().map(|(name, _)| name.to_string()).collect(),
+/// Status codes, X-Cache values, errors by kind, and the GET/PUT split, on one line.
+fn counts(run: &LoadRun) -> String {
+    let mut aside = Vec::new();
+    let list = |pairs: Vec<(String, u64)>| {
+        pairs
+            .iter()
+            .map(|(what, n)| format!("{what} × {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if let Some(mix) = run.mix {
+        aside.push(format!("GET × {}, PUT × {}", mix.gets, mix.puts));
     }
+    if !run.status.is_empty() {
+        let pairs = run.status.iter().map(|(k, n)| (k.clone(), *n)).collect();
+        aside.push(format!("status: {}", list(pairs)));
+    }
+    let seen = run.cache.seen();
+    if !seen.is_empty() {
+        let pairs = seen.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+        aside.push(format!("X-Cache: {}", list(pairs)));
+    }
+    if !run.error_kinds.is_empty() {
+        let pairs = run
+            .error_kinds
+            .iter()
+            .map(|(k, n)| (k.clone(), *n))
+            .collect();
+        aside.push(format!("errors: {}", list(pairs)));
+    }
+    if run.cancelled {
+        aside.push("stopped early, before the planned end".into());
+    }
+    if aside.is_empty() {
+        return String::new();
+    }
+    format!("<p class=\"aside\">{}</p>\n", escape(&aside.join(" · ")))
+}
+
+/// The history checker's verdict in words.
+fn consistency(run: &LoadRun) -> String {
+    let Some(v) = &run.consistency else {
+        return String::new();
+    };
+    let class = if v.stale_reads > 0 { "bad" } else { "good" };
+    let mut text = if v.stale_reads > 0 {
+        format!(
+            "Stale reads: {} of {} reads judged returned a value already overwritten (stalest by {} ms).",
+            v.stale_reads,
+            v.reads,
+            format_float(v.max_stale_ms)
+        )
+    } else {
+        format!(
+            "No stale reads: none of the {} reads judged returned an overwritten value.",
+            v.reads
+        )
+    };
+    if v.unexplained > 0 {
+        let _ = write!(
+            text,
+            " {} read values written before the run (not by its own writes).",
+            v.unexplained
+        );
+    }
+    format!("<p class=\"verdict {class}\">{}</p>\n", escape(&text))
+}
+
+/// What the lab did while the run went on.
+fn events(run: &LoadRun) -> String {
+    if run.events.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from("<ul class=\"events\">\n");
+    for event in &run.events {
+        let _ = writeln!(
+            html,
+            "<li><span class=\"mono\">{} ms</span> {}</li>",
+            format_float(event.at_ms),
+            escape(&event.title())
+        );
+    }
+    html.push_str("</ul>\n");
+    html
+}
+
+/// hey's histogram: a bar per bucket, named by its upper bound as hey prints it.
+fn histogram(run: &LoadRun) -> Chart {
+    let mut c = Chart::new(
+        ChartKind::Bar,
+        "Response time histogram",
+        "latency up to (ms)",
+        "responses",
+    );
+    c.series.push(Series {
+        name: "responses".into(),
+        points: (0..run.histogram.len())
+            .map(|i| (i as f64, run.histogram[i].responses as f64))
+            .collect(),
+    });
+    c.x_categories = run
+        .histogram
+        .iter()
+        .map(|b| format!("≤ {}", ms_label(b.upto_ms)))
+        .collect();
+    c
+}
+
+/// The latency percentiles as bars (a log axis when the tail is 100× the median).
+fn percentiles(run: &LoadRun, all: bool) -> Chart {
+    let shown: Vec<(&str, f64)> = run
+        .percentiles()
+        .into_iter()
+        .filter(|(name, _)| all || ["p50", "p90", "p99", "p99.9", "max"].contains(name))
+        .collect();
+    let mut c = Chart::new(
+        ChartKind::Bar,
+        "Latency percentiles",
+        "percentile",
+        "latency (ms)",
+    );
+    c.series.push(Series {
+        name: "latency".into(),
+        points: shown
+            .iter()
+            .enumerate()
+            .map(|(i, (_, ms))| (i as f64, *ms))
+            .collect(),
+    });
+    c.x_categories = shown.iter().map(|(name, _)| name.to_string()).collect();
+    c
 }
 
 /// A bucket boundary in ms, short enough for an axis label.
@@ -231,140 +287,165 @@ fn ms_label(ms: f64) -> String {
     }
 }
 
-/// Timelines with fewer intervals than this are drawn as bars.
-const SHORTEST_LINE: usize = 3;
+/// One series of the timeline: its name and its count in an interval.
+type Count = (String, Box<dyn Fn(&Interval) -> f64>);
 
-/// A run's timeline entries and how to read a count out of one.
-struct Timeline<'a> {
-    interval_ms: u64,
-    entries: &'a [Value],
-    /// A count of an entry by name; 0 when the entry does not have it.
-    read: fn(&Value, &str) -> f64,
-}
-
-/// One line of the timeline chart, or why it was left out.
-enum Line {
-    Drawn(String, Vec<(f64, f64)>),
-    /// Zero in every interval and not one of the lines always drawn.
-    AllZero(String),
-}
-
-impl<'a> Timeline<'a> {
-    fn new(figures: &'a Value, read: fn(&Value, &str) -> f64) -> Self {
-        Self {
-            interval_ms: figures["interval_ms"].as_u64().unwrap_or(100),
-            entries: figures["timeline"].as_array().map_or(&[], Vec::as_slice),
-            read,
-        }
+/// The series a timeline can show; those zero throughout are named under the chart
+/// instead of drawn, except requests.
+fn timeline_series(run: &LoadRun) -> Vec<Count> {
+    let mut series: Vec<Count> = vec![
+        ("requests".into(), Box::new(|i| i.requests as f64)),
+        ("errors".into(), Box::new(|i| i.errors as f64)),
+    ];
+    for x in XCache::ALL {
+        let name = x.counter().name().replace('_', " ");
+        series.push((name, Box::new(move |i| i.cache.get(x) as f64)));
     }
+    for other in run.cache.other().keys() {
+        let value = other.clone();
+        series.push((
+            format!("X-Cache {other}"),
+            Box::new(move |i| i.cache.other().get(&value).copied().unwrap_or(0) as f64),
+        ));
+    }
+    if run.timeline.iter().any(|i| i.db_reads.is_some()) {
+        series.push((
+            "Postgres reads".into(),
+            Box::new(|i| i.db_reads.unwrap_or(0) as f64),
+        ));
+    }
+    series
+}
 
-    /// The line `name` drawn from field `field` of each entry; one that is zero
-    /// throughout is drawn only when `always`.
-    fn series(&self, name: &str, field: &str, always: bool) -> Line {
-        let points: Vec<(f64, f64)> = self
-            .entries
-            .iter()
-            .filter_map(|entry| {
-                let start = entry["start_ms"].as_f64()?;
-                Some((start, (self.read)(entry, field)))
-            })
-            .collect();
-        if always || points.iter().any(|&(_, y)| y != 0.0) {
-            Line::Drawn(name.to_string(), points)
+/// The timeline: steps per interval (bars for a burst), events as markers, the partial
+/// last interval shaded.
+fn timeline(run: &LoadRun) -> String {
+    let entries = &run.timeline;
+    let mut drawn = Vec::new();
+    let mut zero = Vec::new();
+    for (index, (name, count)) in timeline_series(run).into_iter().enumerate() {
+        let values: Vec<f64> = entries.iter().map(&count).collect();
+        if index == 0 || values.iter().any(|&v| v != 0.0) {
+            drawn.push((name, values));
         } else {
-            Line::AllZero(name.to_string())
+            zero.push(name);
         }
     }
-
-    /// The chart of the drawn lines, with a line under it naming those left out.
-    fn chart(&self, lines: impl IntoIterator<Item = Line>, size: (u32, u32)) -> String {
-        let mut series = Vec::new();
-        let mut zero = Vec::new();
-        for line in lines {
-            match line {
-                Line::Drawn(name, points) => series.push((name, points)),
-                Line::AllZero(name) => zero.push(name),
-            }
-        }
-        let mut spec = ChartSpec {
-            title: format!("Per {} ms interval", self.interval_ms),
-            x: "time since the start (ms)".into(),
-            y: "per interval".into(),
-            kind: "line".into(),
-            series,
-            categories: Vec::new(),
-        };
-        // A burst over in an interval or two makes lines of one or two points, drawn on
-        // top of each other: bars side by side show the same counts readably.
-        if self.entries.len() < SHORTEST_LINE {
-            spec.kind = "bar".into();
-            spec.x = "interval".into();
-            for (_, points) in &mut spec.series {
-                for (index, point) in points.iter_mut().enumerate() {
-                    point.0 = index as f64;
-                }
-            }
-            spec.categories = self
-                .entries
-                .iter()
-                .filter_map(|entry| entry["start_ms"].as_u64())
-                .map(|start| format!("{start}–{} ms", start + self.interval_ms))
-                .collect();
-        }
-        let mut html = String::from("<div>\n");
-        html.push_str(&chart(&spec, size));
-        if !zero.is_empty() {
-            let _ = writeln!(
-                html,
-                "<p class=\"aside\">Not drawn, 0 in every interval: {}.</p>",
-                escape(&zero.join(", "))
-            );
-        }
-        html.push_str("</div>\n");
-        html
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn figures(intervals: usize) -> Value {
-        let timeline: Vec<Value> = (0..intervals)
+    let title = format!("Per {} ms interval", run.interval_ms);
+    let mut c;
+    if entries.len() < SHORTEST_STEPS {
+        c = Chart::new(ChartKind::Bar, &title, "interval", "per interval");
+        c.x_categories = entries
+            .iter()
             .map(|i| {
-                json!({"start_ms": i * 100, "requests": 10, "ok": 9, "errors": 1, "hits": 6,
-                       "misses": 4, "stale": 0, "coalesced": 0, "db_reads": 4, "p50": 1.0, "p99": 2.0})
+                let partial = if i.partial { " (partial)" } else { "" };
+                format!("{}–{} ms{partial}", i.start_ms, i.end_ms)
             })
             .collect();
-        json!({"requests": 10 * intervals, "ok": 9 * intervals, "errors": intervals, "rps": 100.0,
-               "p50": 1.5, "p90": 2.0, "p99": 3.25, "p999": 4.0, "max": 4.0, "seed": 7,
-               "interval_ms": 100, "timeline": timeline, "status": {"200": 9 * intervals},
-               "error_kinds": {"connection refused": intervals}})
+        for (name, values) in drawn {
+            let points = values.iter().enumerate().map(|(x, &y)| (x as f64, y));
+            c.series.push(Series {
+                name,
+                points: points.collect(),
+            });
+        }
+    } else {
+        c = Chart::new(
+            ChartKind::Steps,
+            &title,
+            "time since the start (ms)",
+            "per interval",
+        );
+        let end = entries.last().map_or(0, |i| i.end_ms) as f64;
+        for (name, values) in drawn {
+            let mut points: Vec<(f64, f64)> = entries
+                .iter()
+                .zip(&values)
+                .map(|(i, &y)| (i.start_ms as f64, y))
+                .collect();
+            if let Some(&last) = values.last() {
+                points.push((end, last));
+            }
+            c.series.push(Series { name, points });
+        }
+        c.partial_from = entries
+            .last()
+            .filter(|i| i.partial)
+            .map(|i| i.start_ms as f64);
+        c.markers = run
+            .events
+            .iter()
+            .map(|e| Marker {
+                x: e.at_ms,
+                label: e.title(),
+            })
+            .collect();
     }
-
-    #[test]
-    fn a_long_timeline_is_lines_and_a_burst_of_one_interval_is_bars_named_by_interval() {
-        let long = lab_load("load /users/{id}", &figures(12));
-        assert_eq!(long.matches("<svg").count(), 2);
-        assert!(!long.contains("0–100 ms"), "a line chart has a time axis");
-
-        let burst = lab_load("stampede /users/42 × 50", &figures(1));
-        assert!(
-            burst.contains("0–100 ms"),
-            "the interval names its bar group"
+    let mut html = String::from("<div class=\"timeline\">\n");
+    html.push_str(&chart(&c, WIDE_SIZE));
+    let partial = entries.last().filter(|i| i.partial);
+    if let Some(last) = partial {
+        let _ = writeln!(
+            html,
+            "<p class=\"aside partial\">The last interval ({}–{} ms) is partial: the run ended inside it, so its counts are not comparable with the others.</p>",
+            last.start_ms, last.end_ms
         );
     }
-
-    #[test]
-    fn lines_zero_throughout_are_named_instead_of_drawn_and_errors_stand_out() {
-        let html = lab_load("load /users/{id}", &figures(5));
-        assert!(
-            html.contains("Not drawn, 0 in every interval: stale, coalesced."),
-            "{html}"
+    if !zero.is_empty() {
+        let _ = writeln!(
+            html,
+            "<p class=\"aside\">Not drawn, 0 in every interval: {}.</p>",
+            escape(&zero.join(", "))
         );
-        assert!(html.contains("<td class=\"num bad\" data-key=\"errors\">5</td>"));
-        assert!(html.contains("errors: connection refused × 5"));
-        assert!(html.contains("<td class=\"num\" data-key=\"p99\">3.25</td>"));
     }
+    html.push_str("</div>\n");
+    html
+}
+
+/// Stale reads over time, per interval: how many, and the stalest one's age.
+fn stale_reads(run: &LoadRun) -> Option<Chart> {
+    let verdict = run.consistency.as_ref()?;
+    let width = run.interval_ms.max(1) as f64;
+    let end = run.timeline.last().map_or(0, |i| i.end_ms) as f64;
+    let buckets = ((end / width).ceil() as usize).max(1);
+    let mut count = vec![0.0; buckets];
+    let mut worst = vec![0.0f64; buckets];
+    for &(at_ms, stale_ms) in &verdict.stale_at {
+        let i = ((at_ms / width) as usize).min(buckets - 1);
+        count[i] += 1.0;
+        worst[i] = worst[i].max(stale_ms);
+    }
+    let mut c = Chart::new(
+        ChartKind::Steps,
+        "Stale reads over time (history checker)",
+        "time since the start (ms)",
+        "per interval",
+    );
+    for (name, values) in [
+        ("stale reads", count),
+        ("stalest read's staleness (ms)", worst),
+    ] {
+        let mut points: Vec<(f64, f64)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &y)| (i as f64 * width, y))
+            .collect();
+        points.push((
+            end.max(buckets as f64 * width),
+            *values.last().unwrap_or(&0.0),
+        ));
+        c.series.push(Series {
+            name: name.into(),
+            points,
+        });
+    }
+    c.markers = run
+        .events
+        .iter()
+        .map(|e| Marker {
+            x: e.at_ms,
+            label: e.title(),
+        })
+        .collect();
+    Some(c)
 }

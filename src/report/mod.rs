@@ -6,6 +6,7 @@
 
 pub mod charts;
 pub mod html;
+pub mod json;
 mod loads;
 mod model;
 mod page;

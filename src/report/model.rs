@@ -4,25 +4,11 @@
 
 use serde::Serialize;
 
+use super::charts::Chart;
 use crate::exit::Verdict;
+use crate::load::LoadRun;
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// One chart a lab drew, or the report drew for a load run.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChartSpec {
-    pub title: String,
-    pub x: String,
-    pub y: String,
-    /// "line" or "bar". Named `chart_kind` in JSON: the event's own `kind` tag is "chart".
-    #[serde(rename = "chart_kind")]
-    pub kind: String,
-    /// Name → points `[x, y]`, in the order given.
-    pub series: Vec<(String, Vec<(f64, f64)>)>,
-    /// Names of the x positions 0, 1, 2... (bar charts over categories).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub categories: Vec<String>,
-}
 
 /// Something that happened in a lab, in order.
 #[derive(Debug, Clone, Serialize)]
@@ -49,12 +35,9 @@ pub enum Event {
         rows: Vec<Vec<serde_json::Value>>,
     },
     /// `chart(title, opts)`.
-    Chart(ChartSpec),
-    /// A `load()` or `stampede()` run: its figures (as the lab saw them) for the charts.
-    Load {
-        label: String,
-        figures: serde_json::Value,
-    },
+    Chart(Chart),
+    /// A `load()` or `stampede()` run.
+    Load(Box<LoadRun>),
 }
 
 /// The value a comparing check saw and the bound it wanted (`"79"`, `">= 79"`,
@@ -248,6 +231,7 @@ impl RunReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::charts::{ChartKind, Series};
 
     fn lab(checks: &[bool], outcome: Outcome) -> LabReport {
         let record = LabRecord {
@@ -286,14 +270,12 @@ mod tests {
 
     #[test]
     fn a_chart_event_is_tagged_chart_once_in_json() {
-        let event = Event::Chart(ChartSpec {
-            title: "t".into(),
-            x: String::new(),
-            y: String::new(),
-            kind: "bar".into(),
-            series: vec![("s".into(), vec![(0.0, 1.0)])],
-            categories: Vec::new(),
+        let mut chart = Chart::new(ChartKind::Bar, "t", "", "");
+        chart.series.push(Series {
+            name: "s".into(),
+            points: vec![(0.0, 1.0)],
         });
+        let event = Event::Chart(chart);
         let json = serde_json::to_string(&event).unwrap();
         assert_eq!(json.matches("\"kind\"").count(), 1, "{json}");
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();

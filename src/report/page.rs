@@ -7,8 +7,7 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::charts::{self, Chart, ChartKind, Series};
-use super::ChartSpec;
+use super::charts::{self, Chart};
 use crate::output::format_float;
 
 /// `text` made safe as element content or a quoted attribute value. Characters XML does
@@ -53,32 +52,23 @@ pub fn document(title: &str, body: &str) -> String {
 
 /// A chart drawn as inline SVG of `width` × `height` (CSS scales it down to the column it
 /// sits in). A chart that cannot be drawn says so in its place instead of costing the page.
-pub fn chart(spec: &ChartSpec, (width, height): (u32, u32)) -> String {
-    let chart = Chart {
-        title: chart_text(&spec.title),
-        x_label: chart_text(&spec.x),
-        y_label: chart_text(&spec.y),
-        kind: if spec.kind == "bar" {
-            ChartKind::Bar
-        } else {
-            ChartKind::Line
-        },
-        series: spec
-            .series
-            .iter()
-            .map(|(name, points)| Series {
-                name: chart_text(name),
-                points: points.clone(),
-            })
-            .collect(),
-        x_categories: spec.categories.iter().map(|c| chart_text(c)).collect(),
-        y_log: false,
-    };
-    match charts::render_svg(&chart, width, height) {
+pub fn chart(chart: &Chart, (width, height): (u32, u32)) -> String {
+    let mut clean = chart.clone();
+    clean.title = chart_text(&chart.title);
+    clean.x_label = chart_text(&chart.x_label);
+    clean.y_label = chart_text(&chart.y_label);
+    for series in &mut clean.series {
+        series.name = chart_text(&series.name);
+    }
+    for marker in &mut clean.markers {
+        marker.label = chart_text(&marker.label);
+    }
+    clean.x_categories = chart.x_categories.iter().map(|c| chart_text(c)).collect();
+    match charts::render_svg(&clean, width, height) {
         Ok(svg) => format!("<figure class=\"chart\">\n{svg}</figure>\n"),
         Err(e) => format!(
             "<p class=\"problem\">The chart “{}” could not be drawn: {}</p>\n",
-            escape(&spec.title),
+            escape(&chart.title),
             escape(&format!("{e:#}"))
         ),
     }
@@ -192,27 +182,35 @@ p.note { white-space: pre-wrap; margin: 10px 0; padding: 6px 12px; background: v
   background: var(--bad-soft); border: 1px solid #ffcecb; color: #82071e; font-weight: 600; }
 .problem { color: var(--bad); }
 .block { margin: 16px 0; break-inside: avoid; }
-.load { border-top: 1px dashed var(--line); padding-top: 14px; }
-.load h3 .kind { color: var(--muted); font-weight: 400; }
 table.figures { margin: 0 0 8px; width: 100%; font-size: 13px; }
 table.figures th, table.figures td { padding: 4px 8px; }
 table.figures td.bad { color: var(--bad); font-weight: 700; }
 .aside { color: var(--muted); font-size: 13px; margin: 0 0 10px; }
-.charts { display: grid; grid-template-columns: 2fr 3fr; gap: 12px; align-items: start; }
-.charts.three { grid-template-columns: 1fr 1fr; }
-.charts.three > :last-child { grid-column: 1 / -1; }
+table.loads { width: 100%; font-size: 13px; margin: 0 0 8px; }
+table.loads td.bad { color: var(--bad); font-weight: 700; }
+details.load { border: 1px solid var(--line); border-radius: 6px; padding: 6px 12px; margin: 6px 0; }
+details.load > summary { cursor: pointer; font-weight: 600; }
+details.load[open] > summary { margin-bottom: 8px; }
+p.verdict { font-weight: 600; margin: 6px 0 10px; padding: 6px 12px; border-radius: 4px; }
+p.verdict.bad { background: var(--bad-soft); color: #82071e; }
+p.verdict.good { background: var(--ok-soft); color: #116329; }
+ul.events { font-size: 13px; margin: 4px 0 10px; padding-left: 18px; }
+.timeline { margin: 12px 0; }
+.charts { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; align-items: start; }
+
+
 figure.chart { margin: 0; border: 1px solid var(--line); border-radius: 6px; overflow: hidden;
   background: #fff; break-inside: avoid; }
 figure.chart svg { display: block; width: 100%; height: auto; }
 .lab-chart figure.chart { max-width: 900px; }
-@media (max-width: 900px) { .charts, .charts.three { grid-template-columns: 1fr; } main { padding: 16px; } }
+@media (max-width: 900px) { .charts { grid-template-columns: 1fr; } main { padding: 16px; } }
 @media print {
   main { max-width: none; padding: 0; }
   .scroll { overflow: visible; }
   table.figures th, table.figures td { padding: 3px 4px; font-size: 10.5px; }
   table.figures th { white-space: normal; }
   table.figures td[data-key="seed"] { white-space: normal; overflow-wrap: anywhere; }
-  .charts, .charts.three { display: block; }
+  .charts { display: block; }
   figure.chart { width: fit-content; max-width: 100%; margin: 0 0 8px; }
   figure.chart svg { width: auto; max-width: 100%; }
   section.lab { break-inside: auto; padding: 12px 14px; }
@@ -255,14 +253,11 @@ mod tests {
 
     #[test]
     fn the_page_parses_as_xml_and_fetches_nothing() {
-        let spec = ChartSpec {
-            title: "bell\u{7}".into(),
-            x: "x".into(),
-            y: "y".into(),
-            kind: "line".into(),
-            series: vec![("a\u{0}b".into(), vec![(0.0, 1.0), (1.0, 2.0)])],
-            categories: Vec::new(),
-        };
+        let mut spec = Chart::new(charts::ChartKind::Line, "bell\u{7}", "x", "y");
+        spec.series.push(charts::Series {
+            name: "a\u{0}b".into(),
+            points: vec![(0.0, 1.0), (1.0, 2.0)],
+        });
         let page = document("t <&>", &chart(&spec, (400, 300)));
         roxmltree::Document::parse_with_options(
             &page,

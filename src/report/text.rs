@@ -49,7 +49,7 @@ pub fn print_lab(out: &Printer, lab: &LabReport) {
                 clean(&chart.title),
                 chart.series.len()
             )),
-            Event::Load { .. } => {}
+            Event::Load(run) => print_load(out, run),
         }
     }
     if lab.checks.total == 0 && matches!(lab.outcome, Outcome::Completed) {
@@ -67,6 +67,32 @@ pub fn print_lab(out: &Printer, lab: &LabReport) {
         Outcome::Skipped(m) => out.line(&format!("  {} skipped: {m}", out.dim("·"))),
     }
     out.line("");
+}
+
+/// A load in one line (label, requests, hit ratio, p50, p99, Postgres reads, errors),
+/// and what the lab did while it ran, one line each.
+fn print_load(out: &Printer, run: &crate::load::LoadRun) {
+    let db_reads = run
+        .db_reads()
+        .map(|n| format!(", Postgres reads {n}"))
+        .unwrap_or_default();
+    out.line(&format!(
+        "  {} {}: {} requests, hit ratio {:.1}%, p50 {} ms, p99 {} ms{db_reads}, errors {}",
+        out.dim("▸"),
+        clean(&run.label),
+        run.requests,
+        run.hit_ratio * 100.0,
+        format_float(run.p50_ms),
+        format_float(run.p99_ms),
+        run.errors
+    ));
+    for event in &run.events {
+        out.line(&format!(
+            "      {} {}",
+            out.dim(&format!("at {} ms:", format_float(event.at_ms))),
+            clean(&event.title())
+        ));
+    }
 }
 
 /// A table with aligned columns: numbers right-aligned, text left-aligned.

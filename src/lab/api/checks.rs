@@ -9,7 +9,8 @@ use crate::lab::convert::{
     arg_array, arg_bool, arg_map, arg_num, arg_str, lab_error, same_value, shown, to_json,
     LabResult,
 };
-use crate::report::{ChartSpec, Event};
+use crate::report::charts::{Chart, ChartKind, Series};
+use crate::report::Event;
 
 pub fn register(r: &mut Registry) {
     def!(
@@ -106,7 +107,7 @@ pub fn register(r: &mut Registry) {
         }
     );
     def!(r, "checks", "chart(title: string, opts: map)",
-        "A chart in the HTML report: opts x and y (axis labels), series (name → array of [x, y]), kind (\"line\" or \"bar\"), categories (names of x = 0, 1, ...).",
+        "A chart in the HTML report: opts x and y (axis labels), series (name → array of [x, y]), kind (\"line\", \"steps\" or \"bar\"), categories (names of x = 0, 1, ...), log (a log y axis; one is used anyway where positive values span over 100×).",
         |title: Dynamic, opts: Dynamic| -> LabResult<()> {
             let title = arg_str("chart", "title", &title)?;
             let opts = arg_map("chart", "opts", &opts)?;
@@ -159,8 +160,8 @@ fn table_rows(
 }
 
 /// A chart from `chart()`'s options.
-fn chart_spec(title: String, opts: &Map) -> LabResult<ChartSpec> {
-    const KNOWN: [&str; 5] = ["x", "y", "series", "kind", "categories"];
+fn chart_spec(title: String, opts: &Map) -> LabResult<Chart> {
+    const KNOWN: [&str; 6] = ["x", "y", "series", "kind", "categories", "log"];
     if let Some(unknown) = opts.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(lab_error(format!(
             "chart: unknown option `{unknown}`; known: {}",
@@ -173,13 +174,20 @@ fn chart_spec(title: String, opts: &Map) -> LabResult<ChartSpec> {
         })
     };
     let kind = match text("kind")?.as_str() {
-        "" | "line" => "line",
-        "bar" => "bar",
+        "" | "line" => ChartKind::Line,
+        "bar" => ChartKind::Bar,
+        "steps" => ChartKind::Steps,
         other => {
             return Err(lab_error(format!(
-                "chart: `kind` must be \"line\" or \"bar\", got {other:?}"
+                "chart: `kind` must be \"line\", \"steps\" or \"bar\", got {other:?}"
             )))
         }
+    };
+    let y_log = match opts.get("log") {
+        Some(v) => v
+            .as_bool()
+            .map_err(|_| lab_error("chart: `log` must be true or false"))?,
+        None => false,
     };
     let series_map = opts
         .get("series")
@@ -199,7 +207,10 @@ fn chart_spec(title: String, opts: &Map) -> LabResult<ChartSpec> {
                 }
             })
             .collect::<LabResult<Vec<_>>>()?;
-        series.push((name.to_string(), points));
+        series.push(Series {
+            name: name.to_string(),
+            points,
+        });
     }
     let categories = match opts.get("categories") {
         Some(c) => arg_array("chart", "opts.categories", c)?
@@ -208,12 +219,9 @@ fn chart_spec(title: String, opts: &Map) -> LabResult<ChartSpec> {
             .collect(),
         None => Vec::new(),
     };
-    Ok(ChartSpec {
-        title,
-        x: text("x")?,
-        y: text("y")?,
-        kind: kind.to_string(),
-        series,
-        categories,
-    })
+    let mut chart = Chart::new(kind, &title, &text("x")?, &text("y")?);
+    chart.series = series;
+    chart.x_categories = categories;
+    chart.y_log = y_log;
+    Ok(chart)
 }

@@ -43,6 +43,7 @@ pub fn register(r: &mut Registry) {
                 for proxy in proxies(ctx, "heal", &target)? {
                     proxy.heal();
                 }
+                ctx.action("heal", target.as_str());
                 let what = if target == "postgres" { Reconnect::POSTGRES } else { Reconnect::REDIS };
                 reconnected(ctx, "heal", what)
             })
@@ -58,6 +59,7 @@ pub fn register(r: &mut Registry) {
                 if let Some(faults) = &ctx.services.faults {
                     faults.heal_all();
                 }
+                ctx.action("heal", "everything");
                 reconnected(ctx, "heal", Reconnect::BOTH)
             })
         }
@@ -138,7 +140,11 @@ pub fn register(r: &mut Registry) {
         |target: Dynamic, ms: Dynamic| -> LabResult<()> {
             let target = arg_str("pause", "target", &target)?;
             let ms = arg_count("pause", "ms", &ms)?;
-            context::with(|ctx| pause(ctx, &target, Duration::from_millis(ms)))
+            context::with(|ctx| {
+                pause(ctx, &target, Duration::from_millis(ms))?;
+                ctx.action("pause", format!("{target} for {ms} ms"));
+                Ok(())
+            })
         });
 }
 
@@ -186,6 +192,13 @@ fn fault(target: &Dynamic, kind: &Dynamic, opts: Map) -> LabResult<()> {
                 None => proxy.reset_connections(),
             }
         }
+        let what = match fault {
+            Some(Fault::Latency { ms, jitter_ms }) => {
+                format!("{target} latency {ms} ms ± {jitter_ms} ms")
+            }
+            _ => format!("{target} {kind}"),
+        };
+        ctx.action("fault", what);
         Ok(())
     })
 }
@@ -225,7 +238,17 @@ fn redis_process(
     function: &'static str,
     node: Option<String>,
 ) -> LabResult<()> {
+    let what = node.clone().unwrap_or_else(|| "redis".to_string());
     act_on_redis(action, function, node)?;
+    let kind = match action {
+        RedisAction::Restart => "restart",
+        RedisAction::Stop => "stop",
+        RedisAction::Start => "start",
+    };
+    context::with(|ctx| {
+        ctx.action(kind, what);
+        Ok(())
+    })?;
     match action {
         RedisAction::Restart | RedisAction::Start => {
             context::with(|ctx| reconnected(ctx, function, Reconnect::REDIS))
@@ -355,7 +378,18 @@ fn process(
             )));
         }
         ctx.block_on(ctx.services.with_processes(work))?
-            .map_err(|e| lab_error(format!("{function}: {e:#}")))
+            .map_err(|e| lab_error(format!("{function}: {e:#}")))?;
+        if let Some(kind) = function.strip_prefix("db_") {
+            ctx.action(
+                match kind {
+                    "stop" => "stop",
+                    "start" => "start",
+                    _ => "restart",
+                },
+                "postgres",
+            );
+        }
+        Ok(())
     })
 }
 

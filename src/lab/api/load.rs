@@ -9,19 +9,22 @@
 
 use rhai::{Dynamic, EvalAltResult, Map};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{def, Registry};
 use crate::counters::Counter;
-use crate::lab::context::{self, LabContext, Pending};
+use crate::lab::context::{self, LabContext, MeasuredLoad, Pending};
 use crate::lab::convert::{
     arg_count, arg_int, arg_map, arg_str, from_json, lab_error, to_json, LabResult,
 };
-use crate::load::{self, KeyDist, Mix, Pace, Plan, Progress, Stop, Target, MAX_ZIPF_S};
+use crate::load::{
+    self, KeyDist, LoadRun, Mix, Pace, Plan, Progress, RunEvent, Stop, Target, MAX_ZIPF_S,
+};
 use crate::report::Event;
+use crate::xcache::XCache;
 
 /// The options `load()` understands; anything else is an error naming these.
 #[derive(Debug, Default, Deserialize)]
@@ -71,9 +74,9 @@ pub fn register(r: &mut Registry) {
         |opts: Dynamic| -> LabResult<Map> {
             context::with(|ctx| {
                 let (plan, label) = plan_from(ctx, "load", &opts)?;
-                let run = measured(ctx, plan)?;
-                let figures = ctx.block_on(run)?;
-                Ok(finish(ctx, label, figures))
+                let run = measured(ctx, plan, label)?;
+                let measured = ctx.block_on(run)?;
+                Ok(finish(ctx, measured))
             })
         });
     def!(r, "load", "load_async(opts: map) -> int",
@@ -81,9 +84,9 @@ pub fn register(r: &mut Registry) {
         |opts: Dynamic| -> LabResult<i64> {
             context::with(|ctx| {
                 let (plan, label) = plan_from(ctx, "load_async", &opts)?;
-                let run = measured(ctx, plan)?;
+                let run = measured(ctx, plan, label)?;
                 let task = ctx.runtime.spawn(run);
-                Ok(ctx.park(Pending::Load(task, label)))
+                Ok(ctx.park(Pending::Load(task)))
             })
         });
     def!(
@@ -95,15 +98,15 @@ pub fn register(r: &mut Registry) {
             let handle = arg_int("load_wait", "handle", &handle)?;
             context::with(|ctx| {
                 let pending = ctx.pending.borrow_mut().remove(&handle);
-                let Some(Pending::Load(task, label)) = pending else {
+                let Some(Pending::Load(task)) = pending else {
                     return Err(lab_error(format!(
                         "load_wait: no load running with handle {handle}"
                     )));
                 };
-                let figures = ctx
+                let measured = ctx
                     .block_on(task)?
                     .map_err(|e| lab_error(format!("load_wait: the load failed: {e}")))?;
-                Ok(finish(ctx, label, figures))
+                Ok(finish(ctx, measured))
             })
         }
     );
@@ -121,9 +124,9 @@ pub fn register(r: &mut Registry) {
                 plan.cancel = ctx.cancel.child_token();
                 plan.same_process_server = true;
                 plan.check().map_err(|e| lab_error(format!("stampede: {e}")))?;
-                let run = measured(ctx, plan)?;
-                let figures = ctx.block_on(run)?;
-                Ok(finish(ctx, format!("stampede {path} × {n}"), figures))
+                let run = measured(ctx, plan, format!("stampede {path} × {n}"))?;
+                let measured = ctx.block_on(run)?;
+                Ok(finish(ctx, measured))
             })
         });
     def!(r, "load", "save_history(name: string)",
@@ -343,16 +346,14 @@ fn current_names(ctx: &LabContext, (first, last): (u64, u64)) -> LabResult<HashM
         .collect())
 }
 
-/// What a measured run hands back: the figures, and the history to keep.
-type Measured = (serde_json::Value, Vec<load::history::Op>);
-
-/// A run of `plan` against the current strategy's server: its figures, its timeline with
-/// the server's Postgres reads per interval, and the server's counter deltas over the
-/// run, as JSON (so it can run on the runtime while the lab goes on).
+/// A run of `plan` against the current strategy's server: its `LoadRun` with the
+/// server's Postgres reads per interval and its counter deltas over the run (so it can
+/// run on the runtime while the lab goes on).
 fn measured(
     ctx: &LabContext,
     mut plan: Plan,
-) -> LabResult<impl std::future::Future<Output = Measured> + Send + 'static> {
+    label: String,
+) -> LabResult<impl std::future::Future<Output = MeasuredLoad> + Send + 'static> {
     let strategy = ctx.strategy.borrow().clone();
     let server = ctx
         .services
@@ -361,85 +362,98 @@ fn measured(
     let backend = server.backend.clone();
     let sampled = backend.clone();
     plan.sampler = Some(Arc::new(move || {
-        BTreeMap::from([(
-            "db_reads".to_string(),
-            sampled.counters.get(Counter::DbReads) as i64,
-        )])
+        sampled.counters.get(Counter::DbReads) as i64
     }));
+    let keyed = plan.targets.iter().any(Target::has_key);
     Ok(async move {
+        let started = Instant::now();
         let before = backend.counters.snapshot();
         let summary = load::run(plan, Arc::new(Progress::default())).await;
         let delta = backend.counters.snapshot().since(&before);
-        let mut figures = serde_json::to_value(summary.lab_figures()).unwrap_or_default();
-        if let Some(map) = figures.as_object_mut() {
-            for (name, value) in delta.fields() {
-                map.insert(name.to_string(), value.into());
-            }
-            flatten_timeline(map);
-            if !summary.keys.is_empty() {
-                map.insert("ids".into(), summary.keys.clone().into());
-            }
+        let run = LoadRun::new(label, &summary, keyed)
+            .with_counters(delta.fields().map(|(name, n)| (name.to_string(), n)));
+        MeasuredLoad {
+            run,
+            history: summary.history,
+            ids: summary.keys,
+            started,
         }
-        (figures, summary.history)
     })
 }
 
-/// Each timeline entry as the lab reads it: requests, ok, errors, hits, misses, stale,
-/// coalesced, db_reads, p50, p99 — flat numbers instead of nested maps.
-fn flatten_timeline(figures: &mut serde_json::Map<String, serde_json::Value>) {
-    let Some(serde_json::Value::Array(entries)) = figures.get_mut("timeline") else {
-        return;
+/// The lab's view of a run: the `LoadRun`'s fields (each name with its unit) and the
+/// names the lab API gives them: latencies in ms without a suffix (`p50`, `max`),
+/// `duration_ms`, the counter deltas at the top (`hits`, `db_reads`), each timeline entry
+/// flat (its X-Cache counts by counter name, `db_reads`, `p50`, `p99`), and `ids` with
+/// `trace`.
+fn lab_map(run: &LoadRun, ids: &[u64]) -> serde_json::Value {
+    use serde_json::{json, Value};
+    let mut map = match serde_json::to_value(run) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
     };
-    for entry in entries.iter_mut() {
-        let Some(fields) = entry.as_object_mut() else {
-            continue;
-        };
-        let cache = fields.remove("cache").unwrap_or_default();
-        for kind in crate::xcache::XCache::ALL {
-            let n = cache
-                .get(kind.as_str())
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0);
-            fields.insert(kind.counter().name().to_string(), n.into());
-        }
-        let samples = fields.remove("samples").unwrap_or_default();
-        let db_reads = samples
-            .get("db_reads")
-            .and_then(|v| v.as_i64())
-            .unwrap_or(0);
-        fields.insert("db_reads".into(), db_reads.into());
-        for (old, new) in [("p50_ms", "p50"), ("p99_ms", "p99")] {
-            if let Some(v) = fields.remove(old) {
-                fields.insert(new.into(), v);
-            }
-        }
+    for (name, ms) in [
+        ("average", run.average_ms),
+        ("fastest", run.fastest_ms),
+        ("p50", run.p50_ms),
+        ("p90", run.p90_ms),
+        ("p99", run.p99_ms),
+        ("p999", run.p999_ms),
+        ("max", run.max_ms),
+        ("duration_ms", (run.duration_s * 1e6).round() / 1e3),
+    ] {
+        map.insert(name.into(), json!(ms));
     }
+    for (name, n) in &run.counters {
+        map.insert(name.clone(), json!(n));
+    }
+    let timeline: Vec<Value> = run
+        .timeline
+        .iter()
+        .map(|i| {
+            let mut entry = json!({
+                "start_ms": i.start_ms, "end_ms": i.end_ms, "partial": i.partial,
+                "requests": i.requests, "ok": i.ok, "errors": i.errors,
+                "p50": i.p50_ms, "p99": i.p99_ms, "p50_ms": i.p50_ms, "p99_ms": i.p99_ms,
+                "db_reads": i.db_reads.unwrap_or(0),
+            });
+            for kind in XCache::ALL {
+                entry[kind.counter().name()] = json!(i.cache.get(kind));
+            }
+            entry
+        })
+        .collect();
+    map.insert("timeline".into(), Value::Array(timeline));
+    if !ids.is_empty() {
+        map.insert("ids".into(), json!(ids));
+    }
+    Value::Object(map)
 }
 
-/// The figures as the lab's map; the run is recorded in the report (without its long
-/// arrays) for the HTML charts, and its history kept for `save_history`.
-fn finish(ctx: &LabContext, label: String, (mut figures, history): Measured) -> Map {
-    if let Some(fields) = figures.as_object_mut() {
-        let count = |k: &str| fields.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
-        let (hits, misses) = (count("hits"), count("misses"));
-        let ratio = if hits + misses > 0.0 {
-            hits / (hits + misses)
-        } else {
-            0.0
-        };
-        fields.insert("hit_ratio".into(), serde_json::json!(ratio));
-        fields.insert("label".into(), serde_json::json!(label));
-    }
-    let map = from_json(&figures).cast::<Map>();
+/// The run as the lab's map; the run (with what the lab did while it ran) is recorded in
+/// the report, and its history kept for `save_history`.
+fn finish(ctx: &LabContext, measured: MeasuredLoad) -> Map {
+    let MeasuredLoad {
+        mut run,
+        history,
+        ids,
+        started,
+    } = measured;
+    let ended = started + Duration::from_secs_f64(run.duration_s);
+    run.events = ctx
+        .actions
+        .borrow()
+        .iter()
+        .filter(|(at, _, _)| (started..=ended).contains(at))
+        .map(|(at, kind, what)| RunEvent {
+            at_ms: (at.duration_since(started).as_secs_f64() * 1e6).round() / 1e3,
+            kind: kind.to_string(),
+            what: what.clone(),
+        })
+        .collect();
+    let map = from_json(&lab_map(&run, &ids)).cast::<Map>();
     ctx.remember_shape("load", &map);
-    let mut recorded = figures;
-    if let Some(fields) = recorded.as_object_mut() {
-        fields.remove("ids");
-    }
-    ctx.add(Event::Load {
-        label,
-        figures: recorded,
-    });
+    ctx.add(Event::Load(Box::new(run)));
     if !history.is_empty() {
         *ctx.last_history.borrow_mut() = history;
     }

@@ -158,6 +158,7 @@ pub fn register(r: &mut Registry) {
                 for server in &ctx.services.servers {
                     server.backend.counters.reset();
                 }
+                ctx.action("flush", "FLUSHALL");
                 Ok(())
             })
         }
@@ -263,6 +264,11 @@ fn set_policy(ctx: &LabContext, policy: &str, maxmemory: Option<u64>) -> LabResu
             )
         })?;
     }
+    let what = match maxmemory {
+        Some(bytes) => format!("{policy}, maxmemory {bytes} bytes"),
+        None => policy.to_string(),
+    };
+    ctx.action("set_policy", what);
     Ok(())
 }
 

@@ -99,11 +99,14 @@ fn set_knob(entry: &SetterEntry, value: &Dynamic) -> LabResult<()> {
                 lab_error(format!("{name}: argument `{arg}` {refusal}"))
             }
         })?;
+    let shown = value.to_string();
     context::with(|ctx| {
         ctx.services
             .knobs
             .set(entry.knob, checked)
-            .map_err(|e| lab_error(format!("{name}: {e}")))
+            .map_err(|e| lab_error(format!("{name}: {e}")))?;
+        ctx.action("knob", format!("{name}({shown})"));
+        Ok(())
     })
 }
 
