@@ -7,11 +7,9 @@ mod common;
 
 use common::{run, Labs};
 
-use common::cachelab;
+use common::{answering_server, cachelab};
 use roxmltree::{Document, Node, ParsingOptions};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 
 /// The page parsed strictly as XML: it must be well-formed to get past here.
 fn parse(page: &str) -> Document<'_> {
@@ -458,42 +456,6 @@ check("the load ran", r.requests > 0);
         .find(|n| n.has_tag_name("summary"))
         .unwrap();
     assert_eq!(text(&summary), "through the outage");
-}
-
-/// A keep-alive HTTP/1.1 server on a free loopback port that answers every request
-/// 200 with `X-Cache: HIT`, each connection on its own thread, for as long as the test runs.
-fn answering_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                loop {
-                    // Read the head up to its blank line; the load sends no body.
-                    let mut line = String::new();
-                    let mut head_lines = 0;
-                    loop {
-                        line.clear();
-                        match reader.read_line(&mut line) {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) if line == "\r\n" => break,
-                            Ok(_) => head_lines += 1,
-                        }
-                    }
-                    if head_lines == 0 {
-                        return;
-                    }
-                    let reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Cache: HIT\r\n\r\nok";
-                    if stream.write_all(reply.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    format!("http://{address}")
 }
 
 #[test]

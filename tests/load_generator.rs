@@ -422,8 +422,16 @@ fn under_a_rate_limit_latency_counts_from_the_intended_send_time() {
 #[test]
 fn text_output_follows_hey() {
     let (url, _) = test_server(Behaviour::Answer, None);
+    // With an `{id}` in the URL, the seed that drew the ids is printed too.
     let out = cachelab()
-        .args(["load", &url, "-n", "40", "-c", "4"])
+        .args([
+            "load",
+            &format!("{url}/users/{{id}}"),
+            "-n",
+            "40",
+            "-c",
+            "4",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));

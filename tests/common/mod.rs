@@ -399,3 +399,39 @@ pub fn assert_nothing_left(tmp: &std::path::Path) {
         entries(tmp)
     );
 }
+
+/// A keep-alive HTTP/1.1 server on a free loopback port that answers every request
+/// 200 with `X-Cache: HIT`, each connection on its own thread, for as long as the test runs.
+pub fn answering_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    // Read the head up to its blank line; the load sends no body.
+                    let mut line = String::new();
+                    let mut head_lines = 0;
+                    loop {
+                        line.clear();
+                        match reader.read_line(&mut line) {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) if line == "\r\n" => break,
+                            Ok(_) => head_lines += 1,
+                        }
+                    }
+                    if head_lines == 0 {
+                        return;
+                    }
+                    let reply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Cache: HIT\r\n\r\nok";
+                    if std::io::Write::write_all(&mut stream, reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{address}")
+}
