@@ -260,7 +260,13 @@ fn no_two_top_level_modules_import_each_other_round_any_loop() {
     let found = loops(&modules);
     let shown: Vec<String> = found
         .iter()
-        .map(|nodes| format!("  {}:\n{}", nodes.join(", "), arrows_within(&modules, nodes)))
+        .map(|nodes| {
+            format!(
+                "  {}:\n{}",
+                nodes.join(", "),
+                arrows_within(&modules, nodes)
+            )
+        })
         .collect();
     assert!(
         found.is_empty(),
