@@ -19,6 +19,7 @@ pub mod shutdown;
 pub mod stack;
 pub mod store;
 pub mod strategy;
+pub mod target;
 pub mod xcache;
 
 /// Counts what each lab thread allocates, so `--max-memory-mb` holds at every operation.

@@ -220,7 +220,11 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, inbox: Inbox) -> Out
         }
         sent += 1;
 
-        let route = &s.routes[(ticket % s.routes.len() as u64) as usize];
+        // With instances, each worker keeps to its own run of routes.
+        let groups = plan.groups.clamp(1, s.routes.len());
+        let per_group = s.routes.len() / groups;
+        let first = (index % groups) * per_group;
+        let route = &s.routes[first + (ticket % per_group as u64) as usize];
         let action = match plan.mix {
             None => Action::Plain,
             Some(mix) if rng.random_range(0..mix.get + mix.put) < mix.get => Action::Read,

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{def, Registry};
-use crate::counters::Counter;
+use crate::counters::{Counter, CounterSnapshot};
 use crate::lab::context::{self, LabContext, MeasuredLoad, Pending};
 use crate::lab::convert::{
     arg_count, arg_int, arg_map, arg_str, from_json, lab_error, to_json, LabResult,
@@ -46,6 +46,7 @@ struct LoadOptions {
     interval_ms: Option<u64>,
     trace: Option<bool>,
     label: Option<String>,
+    instances: Option<String>,
 }
 
 /// `ids: [1, 1000]` or `ids: "1..1000"`.
@@ -66,11 +67,11 @@ struct MixOption {
     put: u32,
 }
 
-const OPTIONS: &str = "path, paths, n, c, method, duration_ms, rate, keys, zipf_s, ids, seed, mix, history, interval_ms, trace, label";
+const OPTIONS: &str = "path, paths, n, c, method, duration_ms, rate, keys, zipf_s, ids, seed, mix, history, interval_ms, trace, label, instances";
 
 pub fn register(r: &mut Registry) {
     def!(r, "load", "load(opts: map) -> map",
-        "hey-style load: opts path|paths, n, c, method, duration_ms, rate, keys (\"uniform\", \"zipf\", \"zipf:1.1\", \"sequential\"), zipf_s, ids ([first, last] or \"1..1000\"), seed, mix (#{get: 90, put: 10}), history, interval_ms, trace, label (names the run in the reports); returns label, requests, ok, errors, rps, p50, p90, p99, p999, max (ms), status, cache, seed, timeline, the servers' counter deltas (hits, misses, db_reads, ...), hit_ratio (hits ÷ (hits + misses)), consistency with history, ids with trace.",
+        "hey-style load: opts path|paths, n, c, method, duration_ms, rate, keys (\"uniform\", \"zipf\", \"zipf:1.1\", \"sequential\"), zipf_s, ids ([first, last] or \"1..1000\"), seed, mix (#{get: 90, put: 10}), history, interval_ms, trace, label (names the run in the reports), instances (\"all\": workers round-robin over the strategy's instances); returns label, requests, ok, errors, rps, p50, p90, p99, p999, max (ms), status, cache, seed, timeline, the servers' counter deltas (hits, misses, db_reads, ...), hit_ratio (hits ÷ (hits + misses)), consistency with history, ids with trace.",
         |opts: Dynamic| -> LabResult<Map> {
             context::with(|ctx| {
                 let (plan, label) = plan_from(ctx, "load", &opts)?;
@@ -241,11 +242,37 @@ fn plan_from(ctx: &LabContext, function: &str, opts: &Dynamic) -> LabResult<(Pla
         Some(label) => label.clone(),
         None => format!("{function} {}", paths.join(" ")),
     };
-    let targets = paths
-        .iter()
-        .map(|p| Target::parse(&ctx.url_for(p)?).map_err(lab_error))
-        .collect::<LabResult<Vec<_>>>()?;
+    let bases = match opts.instances.as_deref() {
+        None => vec![None],
+        Some("all") => {
+            let name = ctx.strategy.borrow().clone();
+            ctx.services
+                .instances(&name)
+                .iter()
+                .map(|i| Some(i.url()))
+                .collect()
+        }
+        Some(other) => {
+            return Err(refused(
+                function,
+                "instances",
+                "\"all\"",
+                format!("{other:?}"),
+            ))
+        }
+    };
+    let mut targets = Vec::new();
+    for base in &bases {
+        for p in &paths {
+            let url = match base {
+                Some(base) if p.starts_with('/') => format!("{base}{p}"),
+                _ => ctx.url_for(p)?,
+            };
+            targets.push(Target::parse(&url).map_err(lab_error)?);
+        }
+    }
     let mut plan = Plan::new(targets);
+    plan.groups = bases.len();
     plan.cancel = ctx.cancel.child_token();
     plan.same_process_server = true;
     plan.concurrency = usize::try_from(opts.c.unwrap_or(10)).unwrap_or(usize::MAX);
@@ -354,22 +381,35 @@ fn measured(
     mut plan: Plan,
     label: String,
 ) -> LabResult<impl std::future::Future<Output = MeasuredLoad> + Send + 'static> {
-    let strategy = ctx.strategy.borrow().clone();
-    let server = ctx
-        .services
-        .server(&strategy)
-        .ok_or_else(|| lab_error(format!("no {strategy} server is running")))?;
-    let backend = server.backend.clone();
-    let sampled = backend.clone();
+    // Spread over the instances: their counters summed; else the current instance's.
+    let backends: Vec<_> = if plan.groups > 1 {
+        let strategy = ctx.strategy.borrow().clone();
+        ctx.services
+            .instances(&strategy)
+            .into_iter()
+            .map(|i| i.backend)
+            .collect()
+    } else {
+        vec![ctx.current_instance()?.backend]
+    };
+    let sampled = backends.clone();
     plan.sampler = Some(Arc::new(move || {
-        sampled.counters.get(Counter::DbReads) as i64
+        let db_reads: u64 = sampled
+            .iter()
+            .map(|b| b.counters.get(Counter::DbReads))
+            .sum();
+        db_reads as i64
     }));
+    let snapshot = move || {
+        let each: Vec<_> = backends.iter().map(|b| b.counters.snapshot()).collect();
+        CounterSnapshot::sum(&each)
+    };
     let keyed = plan.targets.iter().any(Target::has_key);
     Ok(async move {
         let started = Instant::now();
-        let before = backend.counters.snapshot();
+        let before = snapshot();
         let summary = load::run(plan, Arc::new(Progress::default())).await;
-        let delta = backend.counters.snapshot().since(&before);
+        let delta = snapshot().since(&before);
         let run = LoadRun::new(label, &summary, keyed)
             .with_counters(delta.fields().map(|(name, n)| (name.to_string(), n)));
         MeasuredLoad {

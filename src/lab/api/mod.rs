@@ -10,6 +10,7 @@ mod data;
 mod database;
 mod faults;
 mod http;
+mod instances;
 mod load;
 mod model;
 mod redis;
@@ -65,6 +66,7 @@ pub fn register_all(engine: &mut Engine) -> Vec<FnDoc> {
         docs: Vec::new(),
     };
     target::register(&mut registry);
+    instances::register(&mut registry);
     http::register(&mut registry);
     load::register(&mut registry);
     model::register(&mut registry);
