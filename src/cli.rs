@@ -32,8 +32,36 @@ pub enum Command {
     Serve(ServeArgs),
     /// Send HTTP load like hey: -n requests over -c connections, or for -z a duration.
     Load(crate::load::LoadArgs),
-    /// List every function a lab can call, with its signature and a one-line doc.
-    Api,
+    /// List every function a lab can call, with its signature and a one-line doc, and the
+    /// fields (with units) of every map they return.
+    Api(ApiArgs),
+    /// List the labs in a folder: file, title, first line of the description, markers.
+    List(ListArgs),
+    /// Write NAME.rhai, a lab skeleton (title, description, one load, two checks) that passes.
+    New(NewArgs),
+}
+
+/// `cachelab api`'s flags.
+#[derive(Args, Debug)]
+pub struct ApiArgs {
+    /// Print the same as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `cachelab list`'s arguments.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// The folder of labs (its app/ folder too, the target-mode labs).
+    #[arg(default_value = "labs")]
+    pub dir: PathBuf,
+}
+
+/// `cachelab new`'s arguments.
+#[derive(Args, Debug)]
+pub struct NewArgs {
+    /// The lab's name: writes NAME.rhai (a path may lead to it).
+    pub name: String,
 }
 
 /// Where Redis and PostgreSQL come from.
@@ -198,6 +226,9 @@ pub struct RunArgs {
     /// Lab files, or folders whose *.rhai files are run in name order.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    /// Run only the labs whose file name or title contains PATTERN (any case).
+    #[arg(long, value_name = "PATTERN")]
+    pub filter: Option<String>,
     /// Also write the report as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

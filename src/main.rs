@@ -29,7 +29,9 @@ fn main() -> ExitCode {
             cli::Command::Run(args) => commands::run::run(args).await,
             cli::Command::Serve(args) => commands::serve::serve(args).await,
             cli::Command::Load(args) => commands::load::load(args).await,
-            cli::Command::Api => Ok(commands::api::api()),
+            cli::Command::Api(args) => Ok(commands::api::api(args.json)),
+            cli::Command::List(args) => Ok(commands::list::list(&args.dir)),
+            cli::Command::New(args) => Ok(commands::new::new(&args.name)),
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -20,6 +20,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             return Ok(crate::exit::ERROR);
         }
     };
+    let files = match &args.filter {
+        None => files,
+        Some(pattern) => {
+            let chosen = lab::matching(&files, pattern);
+            if chosen.is_empty() {
+                Printer::stderr().line(&format!(
+                    "error: no lab's file name or title contains {pattern:?} (`cachelab list` shows them)"
+                ));
+                return Ok(crate::exit::ERROR);
+            }
+            chosen
+        }
+    };
     if args.timeout == 0 {
         Printer::stderr().line("error: --timeout must be at least 1 second");
         return Ok(crate::exit::ERROR);

@@ -93,7 +93,7 @@ pub struct LabContext {
     pub db: RefCell<LabDb>,
     /// The field names of the maps lab functions last returned, by function: what a
     /// misspelt field is compared against.
-    pub shapes: RefCell<HashMap<&'static str, Vec<String>>>,
+    pub shapes: RefCell<HashMap<String, Vec<String>>>,
     /// The history of the last load run with `history: true`.
     pub last_history: RefCell<Vec<crate::load::history::Op>>,
     /// What `pause()` froze, continued at the latest when the lab ends.
@@ -385,10 +385,22 @@ impl LabContext {
             .map_err(lab_error)
     }
 
-    /// Remember the fields of a map a lab function returned (for error messages).
-    pub fn remember_shape(&self, function: &'static str, map: &rhai::Map) {
+    /// Remember the fields of a map a lab function returned (for error messages), and
+    /// of the maps inside it: `load.consistency`, `load.timeline[]`.
+    pub fn remember_shape(&self, function: &str, map: &rhai::Map) {
         let fields = map.keys().map(|k| k.to_string()).collect();
-        self.shapes.borrow_mut().insert(function, fields);
+        self.shapes
+            .borrow_mut()
+            .insert(function.to_string(), fields);
+        for (name, value) in map {
+            if let Some(inner) = value.read_lock::<rhai::Map>() {
+                self.remember_shape(&format!("{function}.{name}"), &inner);
+            } else if let Some(items) = value.read_lock::<rhai::Array>() {
+                if let Some(first) = items.first().and_then(|v| v.read_lock::<rhai::Map>()) {
+                    self.remember_shape(&format!("{function}.{name}[]"), &first);
+                }
+            }
+        }
     }
 
     /// Write the last recorded history as Jepsen-style JSON lines to `name` in the

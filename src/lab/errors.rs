@@ -12,7 +12,7 @@ use super::Limits;
 pub struct Known<'a> {
     pub docs: &'a [FnDoc],
     /// The fields of the maps lab functions last returned, by function.
-    pub shapes: &'a HashMap<&'static str, Vec<String>>,
+    pub shapes: &'a HashMap<String, Vec<String>>,
     pub source: &'a str,
     pub limits: &'a Limits,
 }
@@ -70,6 +70,14 @@ pub fn explain(err: EvalAltResult, known: &Known) -> Explained {
         }
         EvalAltResult::ErrorPropertyNotFound(field, _) => {
             Kind::Error(missing_field(&field, pos, known))
+        }
+        EvalAltResult::ErrorMismatchDataType(wanted, got, _)
+            if wanted.contains("string") && (got == "i64" || got.contains("int")) =>
+        {
+            Kind::Error(format!(
+                "a map's keys are strings: index it with a string, like `status[\"200\"]` (or `map[n.to_string()]`), not the {got} {}",
+                index_at(known.source, pos).unwrap_or_default()
+            ))
         }
         // `throw` can raise any value: one nested too deep is not printed by recursion.
         EvalAltResult::ErrorRuntime(value, _) => Kind::Error(super::convert::shown(&value)),
@@ -168,12 +176,17 @@ fn unknown_function(rhai_signature: &str, known: &Known) -> String {
 }
 
 /// "r.stauts: the map has no field `stauts` (did you mean `status`?); its fields: ..."
+/// A nested map is named by its path: `r.consistency.stale` lists the fields of the map
+/// `load().consistency`, `r.timeline[0].x` those of a `load().timeline[]` entry.
 fn missing_field(field: &str, pos: Position, known: &Known) -> String {
     let receiver = receiver_at(known.source, pos, field);
-    let from = receiver
-        .as_deref()
-        .and_then(|root| assigned_from(known.source, pos, root))
-        .and_then(|function| known.shapes.get_key_value(function.as_str()));
+    let from = receiver.as_deref().and_then(|path| {
+        let root_len = path.find(['.', '[']).unwrap_or(path.len());
+        let (root, rest) = path.split_at(root_len);
+        let function = assigned_from(known.source, pos, root)?;
+        let key = format!("{function}{}", without_indices(rest));
+        known.shapes.get_key_value(&key)
+    });
     // The map it came from, else the returned map that has the nearest field.
     let shape = from.or_else(|| {
         known
@@ -201,8 +214,12 @@ fn missing_field(field: &str, pos: Position, known: &Known) -> String {
                 .min_by_key(|(d, _)| *d)
                 .map(|(_, f)| format!(" (did you mean `{f}`?)"))
                 .unwrap_or_default();
+            let named = match function.split_once(['.']) {
+                Some((f, rest)) => format!("the map {f}().{rest}"),
+                None => format!("the map {function}() returns"),
+            };
             format!(
-                "{what}: no such field{hint}; the map {function}() returns has: {}",
+                "{what}: no such field{hint}; {named} has: {}",
                 fields.join(", ")
             )
         }
@@ -210,6 +227,34 @@ fn missing_field(field: &str, pos: Position, known: &Known) -> String {
             "{what}: the map has no field `{field}`; test an optional field with `\"{field}\" in map` before reading it"
         ),
     }
+}
+
+/// `.timeline[0].x` → `.timeline[].x`: any index of an array reads the same shape.
+fn without_indices(path: &str) -> String {
+    let mut out = String::new();
+    let mut in_index = false;
+    for c in path.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push_str("[]");
+            }
+            ']' => in_index = false,
+            _ if in_index => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The index expression at `pos` (`[200]`), for an error about it.
+fn index_at(source: &str, pos: Position) -> Option<String> {
+    let line = source.lines().nth(pos.line()? - 1)?;
+    let from = pos.position()?.saturating_sub(1);
+    let rest: String = line.chars().skip(from).collect();
+    let start = rest.find('[')?;
+    let end = rest[start..].find(']')? + start;
+    Some(rest[start..=end].to_string())
 }
 
 /// The variable a property access at `pos` reads from (`r` in `r.stauts`).
@@ -228,13 +273,12 @@ fn receiver_at(source: &str, pos: Position, field: &str) -> Option<String> {
     let root: String = before
         .chars()
         .rev()
-        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+        .take_while(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'))
         .collect::<Vec<_>>()
         .into_iter()
         .rev()
         .collect();
-    let root = root.split('.').next()?.to_string();
-    (!root.is_empty()).then_some(root)
+    (!root.is_empty() && !root.starts_with(['.', '['])).then_some(root)
 }
 
 /// The lab function whose result `variable` was last assigned before `pos`.

@@ -96,6 +96,24 @@ pub fn collect_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The labs of `files` whose file name or title contains `pattern`, in any case.
+pub fn matching(files: &[PathBuf], pattern: &str) -> Vec<PathBuf> {
+    let pattern = pattern.to_lowercase();
+    files
+        .iter()
+        .filter(|file| {
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
+            let source = std::fs::read_to_string(file).unwrap_or_default();
+            let (title, _) = header_of(&source, file);
+            name.contains(&pattern) || title.to_lowercase().contains(&pattern)
+        })
+        .cloned()
+        .collect()
+}
+
 /// The lab's title (its first comment line) and description (the rest of its header
 /// comment, up to the first line that is not a comment).
 pub fn header_of(source: &str, file: &Path) -> (String, String) {

@@ -14,6 +14,7 @@ mod instances;
 mod load;
 mod model;
 mod redis;
+pub mod returns;
 mod server;
 mod target;
 mod time;
