@@ -146,8 +146,8 @@ pub(super) fn draw_no_data(area: &Area) -> Result<()> {
     Ok(())
 }
 
-/// A point marker whose shape follows the series (circle, triangle, square, cross), so
-/// points of different series differ in more than colour.
+/// The legend's point marker, shaped like the series' markers on the plot (circle,
+/// triangle, square, cross), so series differ in more than colour.
 pub(super) fn draw_point<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
     index: usize,

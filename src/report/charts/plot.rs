@@ -243,11 +243,32 @@ pub(super) fn draw_plot(area: &Area, chart: &Chart, prepared: &Prepared) -> Resu
                     points.len() / SPARSE_MARKERS
                 };
                 let offset = (index * every / prepared.points.len().max(1)).min(every - 1);
-                let area = plot.plotting_area();
-                for &point in points.iter().skip(offset).step_by(every) {
-                    let at = area.map_coordinate(&point);
-                    draw_point(&area.strip_coord_spec(), index, at, colour(index))?;
-                }
+                let marked: Vec<(f64, f64)> =
+                    points.iter().copied().skip(offset).step_by(every).collect();
+                let style = colour(index).filled();
+                let at = |p: (f64, f64)| EmptyElement::at(p);
+                match index % 4 {
+                    0 => plot.draw_series(
+                        marked
+                            .into_iter()
+                            .map(|p| at(p) + Circle::new((0, 0), 3, style)),
+                    )?,
+                    1 => plot.draw_series(
+                        marked
+                            .into_iter()
+                            .map(|p| at(p) + TriangleMarker::new((0, 0), 4, style)),
+                    )?,
+                    2 => plot.draw_series(
+                        marked
+                            .into_iter()
+                            .map(|p| at(p) + Rectangle::new([(-3, -3), (3, 3)], style)),
+                    )?,
+                    _ => plot.draw_series(
+                        marked
+                            .into_iter()
+                            .map(|p| at(p) + Cross::new((0, 0), 4, colour(index).stroke_width(2))),
+                    )?,
+                };
             }
         }
         ChartKind::Bar => {
