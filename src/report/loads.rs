@@ -419,7 +419,7 @@ fn stale_reads(run: &LoadRun) -> Option<Chart> {
         ChartKind::Steps,
         "Stale reads over time (history checker)",
         "time since the start (ms)",
-        "per interval",
+        "stale reads; staleness (ms)",
     );
     for (name, values) in [
         ("stale reads", count),
