@@ -281,8 +281,8 @@ impl RedisConn {
 /// A reconnecting connection to `url` that connects on first use; calls wait at most
 /// `timeout`, a reconnect is tried once more after a short back-off.
 fn lazy_manager(url: &str, timeout: Duration) -> anyhow::Result<ConnectionManager> {
-    let client = redis::Client::open(url)
-        .with_context(|| format!("parsing Redis URL {}", redact(url)))?;
+    let client =
+        redis::Client::open(url).with_context(|| format!("parsing Redis URL {}", redact(url)))?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout))

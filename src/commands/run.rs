@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cli::RunArgs;
-use crate::lab::{self, report};
+use crate::lab;
 use crate::output::Printer;
+use crate::report;
 use crate::services::Services;
 use crate::stack::Stack;
 
@@ -16,12 +17,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         Ok(files) => files,
         Err(e) => {
             Printer::stderr().line(&format!("error: {e:#}"));
-            return Ok(super::exit::ERROR);
+            return Ok(crate::exit::ERROR);
         }
     };
     if args.timeout == 0 {
         Printer::stderr().line("error: --timeout must be at least 1 second");
-        return Ok(super::exit::ERROR);
+        return Ok(crate::exit::ERROR);
     }
     let stack = Arc::new(Mutex::new(Stack::start(args.stack.stack_options())?));
     let options = args.stack.server_options(args.knobs.settings());
@@ -53,13 +54,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         let json = serde_json::to_string_pretty(&run_report)?;
         if let Err(e) = std::fs::write(path, json) {
             Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
-            code = super::exit::ERROR;
+            code = crate::exit::ERROR;
         }
     }
     if let Some(path) = &args.html {
         if let Err(e) = std::fs::write(path, report::html::run_page(&run_report)) {
             Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
-            code = super::exit::ERROR;
+            code = crate::exit::ERROR;
         }
     }
     // Servers first, then the stack they use.

@@ -153,6 +153,9 @@ pub struct Plan {
     pub initial_values: HashMap<u64, String>,
     /// Keep every id requested, in sending order (`Summary::keys`).
     pub record_keys: bool,
+    /// The targets are this many equal runs, one per server instance: worker `w` sends
+    /// only to run `w % groups` (1: every worker uses every target).
+    pub groups: usize,
 }
 
 impl std::fmt::Debug for Plan {
@@ -199,6 +202,7 @@ impl Plan {
             record_history: false,
             initial_values: HashMap::new(),
             record_keys: false,
+            groups: 1,
         }
     }
 

@@ -6,6 +6,7 @@
 //! On a Redis Cluster each master has a proxy and a process of its own: `"redis"` names
 //! all of them, `"redis:0"`, `"redis:1"`, ... one (in `redis_nodes()` order).
 
+use anyhow::Context;
 use rhai::{Dynamic, Map};
 use std::time::Duration;
 
@@ -13,12 +14,11 @@ use super::{def, Registry};
 use crate::lab::context::{self, LabContext};
 use crate::lab::convert::{arg_count, arg_map, arg_str, lab_error, LabResult};
 use crate::services::Reconnect;
-use crate::stack::proxy::Fault;
+use crate::stack::proxy::kinds;
 use crate::stack::Stack;
 
 const TARGETS: &str =
     "\"redis\" (on a cluster also one node: \"redis:0\", \"redis:1\", ...) or \"postgres\"";
-const KINDS: &str = "\"latency\", \"down\", \"blackhole\" or \"reset\"";
 
 pub fn register(r: &mut Registry) {
     def!(r, "faults", "fault(target: string, kind: string)",
@@ -104,10 +104,11 @@ pub fn register(r: &mut Registry) {
         "Stop the managed postgres (fast shutdown), until db_start() or the next lab.",
         || -> LabResult<()> {
             process(
+                Store::Postgres,
                 |stack| {
                     stack
                         .managed_postgres()
-                        .ok_or_else(|| anyhow::anyhow!("needs"))?
+                        .context("the managed Postgres is not part of this stack")?
                         .stop();
                     Ok(())
                 },
@@ -122,10 +123,11 @@ pub fn register(r: &mut Registry) {
         "Start the managed postgres again on its port, with its data.",
         || -> LabResult<()> {
             process(
+                Store::Postgres,
                 |stack| {
                     stack
                         .managed_postgres()
-                        .ok_or_else(|| anyhow::anyhow!("needs"))?
+                        .context("the managed Postgres is not part of this stack")?
                         .start_again()
                 },
                 "db_start",
@@ -145,46 +147,34 @@ pub fn register(r: &mut Registry) {
 fn fault(target: &Dynamic, kind: &Dynamic, opts: Map) -> LabResult<()> {
     let target = arg_str("fault", "target", target)?;
     let kind = arg_str("fault", "kind", kind)?;
-    let number = |key: &str| -> LabResult<u64> {
-        opts.get(key)
-            .map_or(Ok(0), |v| arg_count("fault", &format!("opts.{key}"), v))
-    };
-    if let Some(unknown) = opts
-        .keys()
-        .find(|k| !["ms", "jitter_ms"].contains(&k.as_str()))
-    {
-        return Err(lab_error(format!(
-            "fault: unknown option `{unknown}`; \"latency\" takes ms and jitter_ms"
-        )));
-    }
-    let fault = match kind.as_str() {
-        "latency" => {
-            let (ms, jitter_ms) = (number("ms")?, number("jitter_ms")?);
-            if ms == 0 && jitter_ms == 0 {
-                return Err(lab_error(
-                    "fault: \"latency\" needs #{ms: ..., jitter_ms: ...}",
-                ));
-            }
-            Some(Fault::Latency { ms, jitter_ms })
+    let entry = kinds::find(&kind).ok_or_else(|| {
+        lab_error(format!(
+            "fault: argument `kind` must be {}, got {kind:?}",
+            kinds::names()
+        ))
+    })?;
+    let mut numbers = std::collections::HashMap::new();
+    for (key, value) in &opts {
+        if !entry.options.contains(&key.as_str()) {
+            return Err(lab_error(if entry.options.is_empty() {
+                format!("fault: {kind:?} takes no options")
+            } else {
+                format!(
+                    "fault: unknown option `{key}`; {kind:?} takes {}",
+                    entry.options.join(" and ")
+                )
+            }));
         }
-        "down" => Some(Fault::Down),
-        "blackhole" => Some(Fault::Blackhole),
-        "reset" => None,
-        other => {
-            return Err(lab_error(format!(
-                "fault: argument `kind` must be {KINDS}, got {other:?}"
-            )))
-        }
-    };
-    if !opts.is_empty() && kind != "latency" {
-        return Err(lab_error(format!("fault: {kind:?} takes no options")));
+        numbers.insert(
+            key.to_string(),
+            arg_count("fault", &format!("opts.{key}"), value)?,
+        );
     }
+    let read = |key: &str| numbers.get(key).copied().unwrap_or(0);
+    let action = (entry.action)(&read).map_err(|e| lab_error(format!("fault: {e}")))?;
     context::with(|ctx| {
         for proxy in proxies(ctx, "fault", &target)? {
-            match fault {
-                Some(fault) => proxy.set(fault),
-                None => proxy.reset_connections(),
-            }
+            action.apply(proxy);
         }
         Ok(())
     })
@@ -265,10 +255,11 @@ fn act_on_redis(
             )));
         }
         return process(
+            Store::Redis,
             move |stack| {
                 let redis = stack
                     .managed_redis()
-                    .ok_or_else(|| anyhow::anyhow!("needs"))?;
+                    .context("the managed single-node Redis is not part of this stack")?;
                 match action {
                     RedisAction::Restart => {
                         redis.stop();
@@ -294,10 +285,11 @@ fn act_on_redis(
         })?),
     };
     process(
+        Store::Redis,
         move |stack| {
             let cluster = stack
                 .managed_cluster()
-                .ok_or_else(|| anyhow::anyhow!("needs"))?;
+                .context("the managed Redis Cluster is not part of this stack")?;
             let chosen: Vec<usize> = match only {
                 Some(i) => vec![i],
                 None => (0..cluster.nodes().len()).collect(),
@@ -340,16 +332,23 @@ fn node_index(name: &str, count: usize) -> Option<usize> {
     (i < count).then_some(i)
 }
 
-/// Run a process fault on the managed stack.
+/// Which data store a process fault acts on.
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    Redis,
+    Postgres,
+}
+
+/// Run a process fault on the managed `store`.
 fn process(
+    store: Store,
     work: impl FnOnce(&mut Stack) -> anyhow::Result<()> + Send + 'static,
     function: &'static str,
 ) -> LabResult<()> {
     context::with(|ctx| {
-        let managed = if function.starts_with("redis") {
-            ctx.services.stack.redis_managed
-        } else {
-            ctx.services.stack.postgres_managed
+        let managed = match store {
+            Store::Redis => ctx.services.stack.redis_managed,
+            Store::Postgres => ctx.services.stack.postgres_managed,
         };
         if !managed {
             return Err(lab_error(format!(

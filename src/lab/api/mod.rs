@@ -5,10 +5,12 @@
 //! `cachelab api` prints exactly what the engine knows — there is no second list.
 
 mod checks;
+mod compare;
 mod data;
 mod database;
 mod faults;
 mod http;
+mod instances;
 mod load;
 mod model;
 mod redis;
@@ -64,6 +66,7 @@ pub fn register_all(engine: &mut Engine) -> Vec<FnDoc> {
         docs: Vec::new(),
     };
     target::register(&mut registry);
+    instances::register(&mut registry);
     http::register(&mut registry);
     load::register(&mut registry);
     model::register(&mut registry);
@@ -73,6 +76,7 @@ pub fn register_all(engine: &mut Engine) -> Vec<FnDoc> {
     faults::register(&mut registry);
     data::register(&mut registry);
     checks::register(&mut registry);
+    compare::register(&mut registry);
     time::register(&mut registry);
     registry.docs
 }

@@ -5,6 +5,7 @@
 
 mod connection;
 mod delay_line;
+pub mod kinds;
 mod listener;
 
 use std::net::SocketAddr;
