@@ -332,6 +332,12 @@ impl LabContext {
         Ok(conn)
     }
 
+    /// Drop the lab's own Redis connection (its server was restarted: the connection is
+    /// broken); the next call opens another.
+    pub fn renew_redis(&self) {
+        *self.redis.borrow_mut() = None;
+    }
+
     /// Drop the lab's Postgres session (stuck, or broken); the next call opens another.
     pub fn renew_db(&self) {
         let db = LabDb::new(
