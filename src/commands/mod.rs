@@ -4,6 +4,7 @@ pub mod api;
 pub mod load;
 pub mod run;
 pub mod serve;
+pub mod target;
 
 /// Exit codes a script can branch on.
 pub mod exit {

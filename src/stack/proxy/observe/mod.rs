@@ -12,6 +12,16 @@ pub use counts::{Observed, Seen};
 
 use std::sync::{Arc, Mutex};
 
+/// Which Redis keys are the app's cache entries (the model's `cache_key`).
+#[derive(Clone)]
+pub struct KeyFilter(pub Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for KeyFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyFilter")
+    }
+}
+
 /// Which protocol a proxy decodes, and how.
 #[derive(Clone)]
 pub enum Protocol {
