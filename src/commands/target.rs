@@ -37,6 +37,10 @@ pub async fn check(args: TargetCheckArgs) -> anyhow::Result<u8> {
     let log = app_log();
     let code = match session::start_app(&target, &services, &log).await {
         Ok(mut running) => {
+            // The app's readiness poll may have filled the cache: start from empty.
+            if let Err(e) = services.reset().await {
+                err.line(&format!("error: resetting after the app started: {e:#}"));
+            }
             print_setup(&out, &target, &services, &running);
             let code = exchanges(&out, &target, &services).await;
             running.stop();
@@ -167,7 +171,12 @@ fn print_seen(out: &Printer, observed: &Observed, before: &[(&'static str, u64)]
     };
     for (label, items) in [("redis", lines(redis)), ("postgres", lines(sql))] {
         if items.is_empty() {
-            out.line(&format!("  {label:<9} (nothing with a cache key)"));
+            let nothing = if label == "redis" {
+                "(no command on a cache key)"
+            } else {
+                "(no statement)"
+            };
+            out.line(&format!("  {label:<9} {nothing}"));
         }
         for (i, item) in items.iter().enumerate() {
             let label = if i == 0 { label } else { "" };
