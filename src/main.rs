@@ -32,6 +32,9 @@ fn main() -> ExitCode {
             cli::Command::Api(args) => Ok(commands::api::api(args.json)),
             cli::Command::List(args) => Ok(commands::list::list(&args.dir)),
             cli::Command::New(args) => Ok(commands::new::new(&args.name)),
+            cli::Command::Target(cli::TargetCommand::Check(args)) => {
+                commands::target::check(args).await
+            }
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

@@ -6,3 +6,4 @@ pub mod load;
 pub mod new;
 pub mod run;
 pub mod serve;
+pub mod target;

@@ -319,6 +319,19 @@ fn plan_from(ctx: &LabContext, function: &str, opts: &Dynamic) -> LabResult<(Pla
             "`keys`, `mix` and `trace` need a path with {id} in it, e.g. \"/users/{id}\"".into(),
         ));
     }
+    if let Some(target) = &ctx.reach.target {
+        // Target mode: a mix writes through the model, and reads' values are found where
+        // model.value points.
+        let write = target.model.write.clone();
+        plan.app = Some(Arc::new(load::AppModel {
+            write_method: write.method.parse().unwrap_or(hyper::Method::PUT),
+            write_path: Box::new(move |id, value| write.path.fill(id, value)),
+            value_pointer: target.model.value.clone(),
+        }));
+        if opts.ids.is_none() {
+            plan.ids = (*target.model.ids.start(), *target.model.ids.end());
+        }
+    }
     plan.seed = opts.seed;
     plan.mix = opts.mix.map(|m| Mix {
         get: m.get,
@@ -381,6 +394,12 @@ fn measured(
     mut plan: Plan,
     label: String,
 ) -> LabResult<impl std::future::Future<Output = MeasuredLoad> + Send + 'static> {
+    let keyed = plan.targets.iter().any(Target::has_key);
+    if let (Some(observed), Some(_)) = (ctx.services.observed.clone(), &ctx.reach.target) {
+        return Ok(futures_util::future::Either::Left(observed_run(
+            plan, observed, label, keyed,
+        )));
+    }
     // Spread over the instances: their counters summed; else the current instance's.
     let backends: Vec<_> = if plan.groups > 1 {
         let strategy = ctx.strategy.borrow().clone();
@@ -404,8 +423,7 @@ fn measured(
         let each: Vec<_> = backends.iter().map(|b| b.counters.snapshot()).collect();
         CounterSnapshot::sum(&each)
     };
-    let keyed = plan.targets.iter().any(Target::has_key);
-    Ok(async move {
+    Ok(futures_util::future::Either::Right(async move {
         let started = Instant::now();
         let before = snapshot();
         let summary = load::run(plan, Arc::new(Progress::default())).await;
@@ -418,7 +436,34 @@ fn measured(
             ids: summary.keys,
             started,
         }
-    })
+    }))
+}
+
+/// A run against the user's app (target mode): the counter deltas are what the proxies
+/// observed of the app's traffic during the run.
+async fn observed_run(
+    mut plan: Plan,
+    observed: Arc<crate::stack::proxy::observe::Observed>,
+    label: String,
+    keyed: bool,
+) -> MeasuredLoad {
+    let sampled = observed.clone();
+    plan.sampler = Some(Arc::new(move || sampled.get("db_reads") as i64));
+    let started = Instant::now();
+    let before = observed.snapshot();
+    let summary = load::run(plan, Arc::new(Progress::default())).await;
+    let after = observed.snapshot();
+    let deltas = after
+        .iter()
+        .zip(&before)
+        .map(|((name, now), (_, was))| (name.to_string(), now.saturating_sub(*was)));
+    let run = LoadRun::new(label, &summary, keyed).with_counters(deltas);
+    MeasuredLoad {
+        run,
+        history: summary.history,
+        ids: summary.keys,
+        started,
+    }
 }
 
 /// The lab's view of a run: the `LoadRun`'s fields (each name with its unit) and the
