@@ -272,7 +272,7 @@ fn point_4_a_misspelt_field_an_unknown_function_and_a_runaway_loop_say_what_to_d
     );
     let load_field = labs.add(
         "load_field.rhai",
-        "// Misspelt load field\nlet l = load(#{path: \"/users/1\", n: 10});\nnote(l.hit_ratio);\n",
+        "// Misspelt load field\nlet l = load(#{path: \"/users/1\", n: 10});\nnote(l.hit_rate);\n",
     );
     let function = labs.add(
         "function.rhai",
@@ -294,7 +294,10 @@ fn point_4_a_misspelt_field_an_unknown_function_and_a_runaway_loop_say_what_to_d
     );
     let message = r.outcome_message(1);
     assert!(
-        message.contains("l.hit_ratio") && message.contains("hits") && message.contains("p99"),
+        message.contains("l.hit_rate")
+            && message.contains("did you mean `hit_ratio`?")
+            && message.contains("hits")
+            && message.contains("p99"),
         "the fields load() returns are named: {message}"
     );
     let message = r.outcome_message(2);

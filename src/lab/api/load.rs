@@ -71,7 +71,7 @@ const OPTIONS: &str = "path, paths, n, c, method, duration_ms, rate, keys, zipf_
 
 pub fn register(r: &mut Registry) {
     def!(r, "load", "load(opts: map) -> map",
-        "hey-style load: opts path|paths, n, c, method, duration_ms, rate, keys (\"uniform\", \"zipf\", \"zipf:1.1\", \"sequential\"), zipf_s, ids ([first, last] or \"1..1000\"), seed, mix (#{get: 90, put: 10}), history, interval_ms, trace, label (names the run in the reports), instances (\"all\": workers round-robin over the strategy's instances); returns label, requests, ok, errors, rps, p50, p90, p99, p999, max (ms), status, cache, seed, timeline, the servers' counter deltas (hits, misses, db_reads, ...), hit_ratio (hits ÷ (hits + misses)), consistency with history, ids with trace.",
+        "hey-style load: opts path|paths, n, c, method, duration_ms, rate, keys (\"uniform\", \"zipf\", \"zipf:1.1\", \"sequential\"), zipf_s, ids ([first, last] or \"1..1000\"), seed, mix (#{get: 90, put: 10}), history, interval_ms, trace, label (names the run in the reports), instances (\"all\": workers round-robin over the strategy's instances); returns label, requests, ok, errors, rps, p50, p90, p99, p999, max (ms; also p50_ms ...), status, cache, hit_ratio, seed, timeline, histogram, the servers' counter deltas (hits, misses, db_reads, ...), events (what the lab did while it ran), consistency with history, ids with trace; `cachelab api` lists every field with its unit.",
         |opts: Dynamic| -> LabResult<Map> {
             context::with(|ctx| {
                 let (plan, label) = plan_from(ctx, "load", &opts)?;
