@@ -181,6 +181,12 @@ impl LoadRun {
         ]
     }
 
+    /// The hit ratio, when something said what was a hit: the servers' counters or the
+    /// X-Cache header (a server that sends neither has none).
+    pub fn known_hit_ratio(&self) -> Option<f64> {
+        (!self.counters.is_empty() || self.cache.total() > 0).then_some(self.hit_ratio)
+    }
+
     /// Postgres reads over the run: the servers' counter, else the sampled timeline.
     pub fn db_reads(&self) -> Option<u64> {
         self.counters.get("db_reads").copied().or_else(|| {
@@ -273,6 +279,13 @@ mod tests {
         assert_eq!(json["hit_ratio"], 0.75);
         assert!(json.get("p50").is_none() && json.get("max").is_none());
         assert!(json.get("mix").is_none(), "no mix, no split");
+        assert_eq!(run.known_hit_ratio(), Some(0.75));
+        let bare = LoadRun::new("x".into(), &summary(&[1000]), false);
+        assert_eq!(
+            bare.known_hit_ratio(),
+            None,
+            "no X-Cache, no counters: no ratio"
+        );
     }
 
     #[test]

@@ -49,7 +49,7 @@ pub fn lab_loads(lab: usize, runs: &[&LoadRun]) -> String {
             anchor(lab, index),
             escape(&run.label),
             run.requests,
-            percent(run.hit_ratio),
+            run.known_hit_ratio().map_or("-".to_string(), percent),
             format_float(run.p50_ms),
             format_float(run.p99_ms),
             run.errors
@@ -117,8 +117,10 @@ fn figures_table(run: &LoadRun) -> String {
         ("p99_ms", "p99 ms", format_float(run.p99_ms)),
         ("p999_ms", "p99.9 ms", format_float(run.p999_ms)),
         ("max_ms", "max ms", format_float(run.max_ms)),
-        ("hit_ratio", "hit ratio", percent(run.hit_ratio)),
     ];
+    if let Some(ratio) = run.known_hit_ratio() {
+        cells.push(("hit_ratio", "hit ratio", percent(ratio)));
+    }
     if let Some(n) = run.db_reads() {
         cells.push(("db_reads", "Postgres reads", n.to_string()));
     }

@@ -84,7 +84,12 @@ impl Prepared {
             }
         };
         let y = if log {
-            let start = y_min.floor();
+            // A bar rises from the axis' bottom: one on a whole decade would have no
+            // height, so the axis starts a decade lower.
+            let start = match y_min.floor() {
+                floor if floor == y_min && chart.kind != ChartKind::Line => floor - 1.0,
+                floor => floor,
+            };
             let end = if y_max.ceil() > start {
                 y_max.ceil()
             } else {
