@@ -232,6 +232,46 @@ mod tests {
         bars
     }
 
+    #[test]
+    fn values_spanning_over_a_hundredfold_get_a_log_axis_that_says_so() {
+        let mut cold_warm = chart(
+            ChartKind::Bar,
+            vec![series("p50", &[(0.0, 250.0), (1.0, 2.0)])],
+        );
+        cold_warm.x_categories = ["cold", "warm"].map(String::from).to_vec();
+        cold_warm.y_label = "latency (ms)".to_string();
+        let texts = texts(&render(&cold_warm));
+        assert!(
+            texts.iter().any(|t| t == "latency (ms) (log scale)"),
+            "{texts:?}"
+        );
+        // Within a hundredfold the axis stays linear.
+        let texts_linear = super::tests::texts(&render(&percentiles()));
+        assert!(
+            texts_linear.iter().any(|t| t == "latency (ms)"),
+            "{texts_linear:?}"
+        );
+    }
+
+    #[test]
+    fn events_are_labelled_markers_and_the_partial_interval_is_labelled() {
+        let mut steps = chart(
+            ChartKind::Steps,
+            vec![series(
+                "requests",
+                &[(0.0, 10.0), (100.0, 12.0), (200.0, 3.0), (230.0, 3.0)],
+            )],
+        );
+        steps.markers.push(Marker {
+            x: 120.0,
+            label: "fault redis down".into(),
+        });
+        steps.partial_from = Some(200.0);
+        let texts = texts(&render(&steps));
+        assert!(texts.iter().any(|t| t == "fault redis down"), "{texts:?}");
+        assert!(texts.iter().any(|t| t == "partial"), "{texts:?}");
+    }
+
     fn render(chart: &Chart) -> String {
         render_svg(chart, 800, 400).expect("chart renders")
     }
