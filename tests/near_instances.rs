@@ -10,7 +10,7 @@
 mod common;
 
 use cachelab::counters::Counter;
-use cachelab::knobs::NearMode;
+use cachelab::knobs::{NearMode, WriteGuard};
 use cachelab::load::{self, Mix, Plan, Progress, Stop, Target};
 use cachelab::services::Services;
 use common::{eventually, get, private_tmpdir, send, serial, shared_stack, start_services, Serve};
@@ -85,9 +85,12 @@ async fn two_instances_under_load(mode: NearMode) -> (load::history::Verdict, Du
     let _turn = serial().await;
     let services = start_services(shared_stack()).await;
     services.set_instances(2).await.unwrap();
+    // The write guard keeps Redis itself from cache-aside's read/write race, so what is
+    // stale is L1's doing.
     services.knobs.update(|k| {
         k.near_cache = mode;
         k.near_ttl_ms = 5000;
+        k.write_guard = WriteGuard::Version;
     });
     let summary = spread_load(&services).await;
     assert_eq!(summary.requests(), 3000);
