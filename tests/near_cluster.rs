@@ -50,3 +50,31 @@ fn on_a_cluster_tracking_keeps_l1_unused_and_says_why_while_ttl_mode_uses_it() {
     let (ttl, log) = three_reads_on_a_cluster("ttl");
     assert_eq!(ttl, ["MISS", "NEAR", "NEAR"], "{log}");
 }
+
+#[test]
+fn the_near_cache_labs_are_skipped_on_a_cluster_with_their_reason() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("labs");
+    let labs: Vec<_> = ["near-cache", "near-cache-race", "near-cache-partition"]
+        .iter()
+        .map(|name| dir.join(format!("{name}.rhai")))
+        .collect();
+    let out = common::cachelab()
+        .arg("run")
+        .args(&labs)
+        .args(["--redis-cluster", "3"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        stdout
+            .matches("skipped: single-node only on a Redis Cluster: ")
+            .count(),
+        3,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("on a cluster L1 stays unused, see the README"),
+        "{stdout}"
+    );
+}
