@@ -1,7 +1,9 @@
 //! Charts for the HTML report, drawn by plotters' SVG backend into self-contained SVG
 //! strings that the page inlines. The page is read offline, so the SVG names no URL and
 //! embeds no font: its `<text>` elements ask the viewer for `sans-serif`, and the browser
-//! lays them out (plotters' built-in font estimate only sizes the label areas).
+//! lays them out (plotters' built-in font estimate only sizes the label areas). One model,
+//! `Chart`, serves the report's own charts and a lab's `chart()`; `axis` decides the
+//! scales, `legend` the words around the plot, `plot` the marks on it.
 
 use anyhow::{Context, Result};
 use plotters::coord::Shift;
@@ -142,8 +144,8 @@ const DESC_PX: f64 = 12.0;
 /// Width of one character as a share of the font size: a little wider than the average
 /// sans-serif glyph, so that estimated boxes err on the roomy side.
 const CHAR_EM: f64 = 0.56;
-/// Series with at most this many points also get a dot on each point, so a lone point or
-/// a short series is visible; longer ones are a bare polyline, keeping the SVG small.
+/// Series with at most this many points get their marker shape on each point, so a lone
+/// point or a short series is visible; longer ones on about a dozen, keeping the SVG small.
 const MARKER_MAX_POINTS: usize = 30;
 /// Values beyond this size are skipped: spans and paddings of them would overflow f64.
 const MAX_MAGNITUDE: f64 = 1e300;
