@@ -37,6 +37,8 @@ pub fn lab_loads(lab: usize, runs: &[&LoadRun]) -> String {
          <th class=\"num\">hit ratio</th><th class=\"num\">p50 ms</th><th class=\"num\">p99 ms</th>\
          <th class=\"num\">Postgres reads</th><th class=\"num\">errors</th></tr></thead>\n<tbody>\n",
     );
+    let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
+    let names = shown_labels(&labels);
     for (index, run) in runs.iter().enumerate() {
         let bad = if run.errors > 0 { " bad" } else { "" };
         let db_reads = run.db_reads().map_or("-".to_string(), |n| n.to_string());
@@ -47,7 +49,7 @@ pub fn lab_loads(lab: usize, runs: &[&LoadRun]) -> String {
              <td class=\"num\" data-key=\"p99_ms\">{}</td><td class=\"num\" data-key=\"db_reads\">{db_reads}</td>\
              <td class=\"num{bad}\" data-key=\"errors\">{}</td></tr>",
             anchor(lab, index),
-            escape(&run.label),
+            escape(&names[index]),
             run.requests,
             run.known_hit_ratio().map_or("-".to_string(), percent),
             format_float(run.p50_ms),
@@ -61,13 +63,32 @@ pub fn lab_loads(lab: usize, runs: &[&LoadRun]) -> String {
             html,
             "<details class=\"load\" id=\"{}\">\n<summary>{}</summary>",
             anchor(lab, index),
-            escape(&run.label)
+            escape(&names[index])
         );
         html.push_str(&detail(run, false));
         html.push_str("</details>\n");
     }
     html.push_str("</div>\n");
     html
+}
+
+/// The runs' labels, numbered where several runs share one (`load /users/{id} #2`), so
+/// that rows and details can be told apart; a unique label is kept as it is.
+fn shown_labels(labels: &[&str]) -> Vec<String> {
+    let mut seen = std::collections::HashMap::new();
+    labels
+        .iter()
+        .map(|&label| {
+            let shared = labels.iter().filter(|&&l| l == label).count() > 1;
+            let n = seen.entry(label).or_insert(0);
+            *n += 1;
+            if shared {
+                format!("{label} #{n}")
+            } else {
+                label.to_string()
+            }
+        })
+        .collect()
 }
 
 /// `cachelab load`'s run: its label, then its detail, open.
@@ -450,4 +471,18 @@ fn stale_reads(run: &LoadRun) -> Option<Chart> {
         })
         .collect();
     Some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_labels;
+
+    #[test]
+    fn loads_sharing_a_label_are_numbered_and_a_unique_one_is_kept() {
+        let names = shown_labels(&["load /users/{id}", "warm", "load /users/{id}"]);
+        assert_eq!(
+            names,
+            ["load /users/{id} #1", "warm", "load /users/{id} #2"]
+        );
+    }
 }
