@@ -292,3 +292,60 @@ fn an_external_redis_and_postgres_are_reached_through_the_proxies() {
         run.stdout
     );
 }
+
+#[test]
+fn in_target_mode_a_lab_gets_the_model_and_a_slow_database_but_not_our_servers_knobs() {
+    let tmp = private_tmpdir();
+    let file = target_file(tmp.path(), "app.toml", "", "");
+    let labs = tempfile::tempdir().unwrap();
+    let slow = labs.path().join("a-slow-db.rhai");
+    std::fs::write(
+        &slow,
+        r#"// Slow database
+// app: a test lab
+set_db_delay(300);
+let r = app_read(500);
+check(`an uncached read waits for the held query (${r.ms} ms)`, r.status == 200 && r.ms >= 300.0);
+set_db_delay(0);
+let w = app_write(500, "written by the lab");
+check("a write through the model is read back", app_read(500).value == "written by the lab");
+check("stats() counts what the app did", stats().db_writes == 1 && stats().cache_dels == 1);
+"#,
+    )
+    .unwrap();
+    let knob = labs.path().join("b-knob.rhai");
+    std::fs::write(&knob, "// A knob\n// app: a test lab\nset_ttl(5);\n").unwrap();
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("labs/stampede.rhai");
+    let run = target(
+        &[
+            "run",
+            slow.to_str().unwrap(),
+            knob.to_str().unwrap(),
+            shipped.to_str().unwrap(),
+            "--target",
+            file.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    let out = &run.stdout;
+    assert!(
+        out.contains("✓ an uncached read waits for the held query"),
+        "{out}"
+    );
+    assert!(
+        out.contains("✓ a write through the model is read back"),
+        "{out}"
+    );
+    assert!(out.contains("✓ stats() counts what the app did"), "{out}");
+    assert!(
+        out.contains("set_ttl: a knob of cachelab's own servers, not available in target mode"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "needs cachelab's own servers; target mode (--target) runs the labs marked `// app:`"
+        ),
+        "{out}"
+    );
+}
