@@ -349,3 +349,77 @@ check("stats() counts what the app did", stats().db_writes == 1 && stats().cache
         "{out}"
     );
 }
+
+/// Pids whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn ctrl_c_during_a_target_mode_lab_ends_the_app_with_the_stack() {
+    use std::io::{BufRead, BufReader};
+    let tmp = private_tmpdir();
+    let file = target_file(tmp.path(), "app.toml", "", "");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let port = text
+        .split("--port ")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .to_string();
+    let labs = tempfile::tempdir().unwrap();
+    let lab = labs.path().join("long.rhai");
+    std::fs::write(
+        &lab,
+        "// Long\n// app: a test lab\nprint(\"started\");\nsleep(60000);\n",
+    )
+    .unwrap();
+    let mut child = cachelab()
+        .args([
+            "run",
+            lab.to_str().unwrap(),
+            "--target",
+            file.to_str().unwrap(),
+        ])
+        .env("TMPDIR", tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("started") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "the lab never started"
+        );
+    }
+    let needle = format!("app.py --port {port}");
+    assert!(
+        !processes_with(&needle).is_empty(),
+        "the app is not running"
+    );
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(2));
+    assert_eq!(
+        processes_with(&needle),
+        Vec::<u32>::new(),
+        "the app outlived cachelab"
+    );
+}
