@@ -199,6 +199,10 @@ pub struct ServeArgs {
     /// Which strategy servers to run (repeatable; default: all).
     #[arg(long, value_parser = StrategyKind::parse)]
     pub strategy: Vec<StrategyKind>,
+    /// Servers per strategy, each with its own near cache (L1) and counters: instance i
+    /// of the strategy at registry position s listens on P + 10·i + s.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
+    pub instances: u8,
     /// Address to listen on (the API has no authentication: keep it on loopback).
     #[arg(long, default_value = "127.0.0.1")]
     pub bind: IpAddr,

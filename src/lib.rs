@@ -2,15 +2,16 @@
 //! integration tests can start a stack, crash its Redis, or stop its Postgres.
 
 pub mod cache;
-pub mod charts;
 pub mod cli;
 pub mod commands;
 pub mod counters;
+pub mod exit;
 pub mod knobs;
 pub mod lab;
 pub mod load;
 pub mod outage;
 pub mod output;
+pub mod report;
 pub mod seed;
 pub mod server;
 pub mod services;

@@ -6,7 +6,7 @@ use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use commands::exit;
+use cachelab::exit;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

@@ -2,6 +2,10 @@
 //! Redis connection, the knobs, and the strategy servers. `serve` and `run` both build
 //! one; `reset` puts it back into the fresh state every lab starts from.
 
+mod instances;
+
+pub use instances::{Instance, MAX_INSTANCES};
+
 use anyhow::Context;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -18,7 +22,7 @@ use crate::stack::RedisTarget;
 use crate::stack::{endpoint, Stack, StackInfo};
 use crate::store::admin::Admin;
 use crate::store::{Store, DEFAULT_DB_TIMEOUT};
-use crate::strategy::{Backend, StrategyKind};
+use crate::strategy::StrategyKind;
 
 /// The stack, shared with the labs that stop and start its processes.
 pub type SharedStack = Arc<Mutex<Stack>>;
@@ -78,6 +82,8 @@ pub struct ServerOptions {
     pub redis_timeout: Duration,
     /// Put fault proxies between the servers and Redis/Postgres (labs inject faults).
     pub fault_proxies: bool,
+    /// Servers per strategy (1..=`MAX_INSTANCES`): each with its own L1 and counters.
+    pub instances: usize,
     /// Target mode: the proxies also decode and count the traffic of the user's app,
     /// counting hits and misses for keys `is_cache_key` accepts.
     pub observe: Option<KeyFilter>,
@@ -95,6 +101,7 @@ impl ServerOptions {
             db_timeout: DEFAULT_DB_TIMEOUT,
             redis_timeout: DEFAULT_REDIS_TIMEOUT,
             fault_proxies: true,
+            instances: 1,
             observe: None,
         }
     }
@@ -105,7 +112,13 @@ pub struct Services {
     pub store: Store,
     pub cache: Cache,
     pub knobs: Arc<Knobs>,
+    /// Instance 0 of each strategy, in the order asked for.
     pub servers: Vec<StrategyServer>,
+    /// Instances 1.. of each strategy (`--instances`, `set_instances`), by index.
+    more: std::sync::Mutex<Vec<(usize, StrategyServer)>>,
+    /// What starting another instance takes.
+    launcher: instances::Launcher,
+    strategies: Vec<StrategyKind>,
     pub stack: StackInfo,
     /// The bound on every Postgres call of the servers (`--db-timeout-ms`); a lab's
     /// `db_get` is bounded alike.
@@ -327,43 +340,102 @@ impl Services {
             redis_config.push((master, config));
         }
         let knobs = Arc::new(Knobs::new(options.knobs));
+        let launcher = instances::Launcher {
+            store: store.clone(),
+            cache: cache.clone(),
+            knobs: knobs.clone(),
+            bind: options.bind,
+            port: options.port,
+            http: options.http,
+            near_url,
+        };
         let mut servers = Vec::new();
         for &kind in &options.strategies {
-            let port = if options.port == 0 {
-                0
-            } else {
-                options
-                    .port
-                    .checked_add(kind.port_offset())
-                    .context("--port leaves no room for every strategy's port")?
-            };
-            let backend = Arc::new(Backend::new(
-                kind.name(),
-                store.clone(),
-                cache.clone(),
-                knobs.clone(),
-            ));
-            backend.near.spawn_link(
-                &backend.daemons,
-                near_url.clone(),
-                knobs.clone(),
-                backend.stop.clone(),
-            );
-            let addr = SocketAddr::new(options.bind, port);
-            servers.push(StrategyServer::start(kind, backend, addr, options.http).await?);
+            servers.push(launcher.start(kind, 0).await?);
         }
-        Ok(Self {
+        let services = Self {
             store,
             cache,
             knobs,
             servers,
+            more: Default::default(),
+            launcher,
+            strategies: options.strategies.clone(),
             stack,
             processes,
             faults,
             observed,
             redis_config,
             db_timeout: options.db_timeout,
-        })
+        };
+        services.set_instances(options.instances).await?;
+        Ok(services)
+    }
+
+    /// Run `n` instances of each strategy (1..=`MAX_INSTANCES`): instances past `n` are
+    /// shut down, missing ones started with an empty L1 and zeroed counters.
+    pub async fn set_instances(&self, n: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=MAX_INSTANCES).contains(&n),
+            "instances must be 1..={MAX_INSTANCES}, got {n}"
+        );
+        let (gone, have) = {
+            let mut more = self.more.lock().unwrap_or_else(|p| p.into_inner());
+            let (gone, kept): (Vec<_>, Vec<_>) = more.drain(..).partition(|(i, _)| *i >= n);
+            *more = kept;
+            (gone, 1 + more.len() / self.strategies.len().max(1))
+        };
+        for (_, server) in gone {
+            server.shutdown().await;
+        }
+        for index in have..n {
+            for &kind in &self.strategies {
+                let server = self.launcher.start(kind, index).await?;
+                self.more
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((index, server));
+            }
+        }
+        Ok(())
+    }
+
+    /// How many instances each strategy runs.
+    pub fn instance_count(&self) -> usize {
+        let more = self.more.lock().unwrap_or_else(|p| p.into_inner());
+        1 + more.len() / self.strategies.len().max(1)
+    }
+
+    /// Every instance of the strategy `name`, instance 0 first (empty for no such server).
+    pub fn instances(&self, name: &str) -> Vec<Instance> {
+        let Some(first) = self.server(name) else {
+            return Vec::new();
+        };
+        let mut all = vec![Instance {
+            index: 0,
+            addr: first.addr,
+            backend: first.backend.clone(),
+        }];
+        let more = self.more.lock().unwrap_or_else(|p| p.into_inner());
+        all.extend(
+            more.iter()
+                .filter(|(_, s)| s.name == name)
+                .map(|(index, s)| Instance {
+                    index: *index,
+                    addr: s.addr,
+                    backend: s.backend.clone(),
+                }),
+        );
+        all.sort_by_key(|i| i.index);
+        all
+    }
+
+    /// Every instance of every strategy.
+    pub fn all_instances(&self) -> Vec<Instance> {
+        self.servers
+            .iter()
+            .flat_map(|s| self.instances(s.name))
+            .collect()
     }
 
     /// The server of a strategy, by name.
@@ -380,6 +452,8 @@ impl Services {
     /// on an external database without `--reset-data` the table is left as it is. A
     /// managed server that cannot be brought back by commands is restarted.
     pub async fn reset(&self) -> anyhow::Result<()> {
+        // Every lab starts with one instance per strategy.
+        self.set_instances(1).await?;
         // The last lab's background work is cancelled, not waited out: a second DEL due
         // in 5 s must not land in this lab.
         for server in &self.servers {
@@ -642,6 +716,10 @@ impl Services {
     /// Stop the servers, draining requests in flight and their background work, then the
     /// fault proxies.
     pub async fn shutdown(self) {
+        let more = std::mem::take(&mut *self.more.lock().unwrap_or_else(|p| p.into_inner()));
+        for (_, server) in more {
+            server.shutdown().await;
+        }
         for server in self.servers {
             server.shutdown().await;
         }

@@ -295,7 +295,7 @@ fn the_lab_api_sums_routes_and_faults_per_node_on_a_cluster_and_every_remedy_wor
             .events
             .iter()
             .filter_map(|e| match e {
-                lab::report::Event::Check {
+                cachelab::report::Event::Check {
                     name, pass: false, ..
                 } => Some(name.clone()),
                 _ => None,

@@ -279,6 +279,77 @@ fn json_report_has_each_lab_with_file_title_checks_notes_and_duration() {
 }
 
 #[test]
+fn comparing_checks_print_what_they_saw_and_wanted_and_wait_until_waits_on_a_condition() {
+    let labs = Labs::new();
+    let lab = labs.add(
+        "compare.rhai",
+        r#"// Comparing checks
+        // check_eq and friends, wait_until, a labelled load
+        let r = load(#{path: "/users/{id}", ids: "1..50", keys: "sequential", n: 100, c: 2, label: "two passes"});
+        check_eq("every request was a hit or a miss", r.hits + r.misses, 100);
+        check_eq("the second pass hit", r.hit_ratio, 0.5);
+        check_ge("too many hits wanted", r.hits, 80);
+        check_le("p50 under a second", r.p50, 1000);
+        check_between("misses", r.misses, 40, 60);
+        let polls = 0;
+        let came = wait_until("polled three times", || { polls += 1; polls >= 3 }, 2000);
+        check("wait_until returned true", came);
+        wait_until("the impossible", || false, 50);
+        check_eq("the label is in the result", r.label, "two passes");
+        "#,
+    );
+    let json_path = labs.dir.path().join("compare.json");
+    let r = run(&["--json", json_path.to_str().unwrap()], &[&lab]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("✗ too many hits wanted (50, want >= 80) (line 6)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("✓ the second pass hit (0.5, want 0.5)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("✓ misses (50, want 40 to 60)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("✗ the impossible (still false after 50 ms)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("· polled three times: after "),
+        "{}",
+        r.stdout
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
+    let events = report["labs"][0]["events"].as_array().unwrap();
+    let failed = events
+        .iter()
+        .find(|e| {
+            e["name"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("too many hits")
+        })
+        .unwrap();
+    assert_eq!(
+        failed["measured"],
+        serde_json::json!({"actual": 50, "expected": ">= 80"})
+    );
+    let load = events.iter().find(|e| e["kind"] == "load").unwrap();
+    assert_eq!(load["label"], "two passes");
+    assert_eq!(report["labs"][0]["checks"]["failed"], 2);
+}
+
+#[test]
 fn every_lab_api_function_works_against_the_real_stack() {
     let tour = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/labs/api_tour.rhai");
     let r = run(&[], &[&tour]);

@@ -57,5 +57,5 @@ pub fn api() -> u8 {
     }
     out.line("");
     out.line("Relative paths (\"/users/1\") go to the strategy chosen with use_strategy (default cache-aside).");
-    super::exit::OK
+    crate::exit::OK
 }

@@ -16,7 +16,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<u8> {
         Ok(plan) => plan,
         Err(message) => {
             Printer::stderr().line(&format!("error: {message}"));
-            return Ok(super::exit::ERROR);
+            return Ok(crate::exit::ERROR);
         }
     };
     let progress = Arc::new(Progress::default());
@@ -61,17 +61,17 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<u8> {
             .and_then(|file| load::history::write_jepsen(&summary.history, file));
         if let Err(e) = written {
             Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
-            return Ok(super::exit::ERROR);
+            return Ok(crate::exit::ERROR);
         }
     }
     if let Some(path) = &args.html {
-        let page = crate::lab::report::html::load_page(&page_label(&args), &summary);
+        let page = crate::report::html::load_page(&page_label(&args), &summary);
         if let Err(e) = std::fs::write(path, page) {
             Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
-            return Ok(super::exit::ERROR);
+            return Ok(crate::exit::ERROR);
         }
     }
-    Ok(super::exit::OK)
+    Ok(crate::exit::OK)
 }
 
 /// What the page says was loaded: the method (or mix) and the targets. The scheme is left

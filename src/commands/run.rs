@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::cli::RunArgs;
-use crate::lab::{self, report};
+use crate::lab;
 use crate::output::Printer;
+use crate::report;
 use crate::services::Services;
 use crate::stack::Stack;
 use crate::target::{session, Target};
@@ -17,19 +18,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         Ok(files) => files,
         Err(e) => {
             Printer::stderr().line(&format!("error: {e:#}"));
-            return Ok(super::exit::ERROR);
+            return Ok(crate::exit::ERROR);
         }
     };
     if args.timeout == 0 {
         Printer::stderr().line("error: --timeout must be at least 1 second");
-        return Ok(super::exit::ERROR);
+        return Ok(crate::exit::ERROR);
     }
     let target = match &args.target {
         Some(file) => match Target::load(file) {
             Ok(target) => Some(Arc::new(target)),
             Err(e) => {
                 Printer::stderr().line(&format!("error: {e}"));
-                return Ok(super::exit::ERROR);
+                return Ok(crate::exit::ERROR);
             }
         },
         None => None,
@@ -37,7 +38,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     if let Some(target) = &target {
         if let Err(e) = target.check_upstreams().await {
             Printer::stderr().line(&format!("error: {e}"));
-            return Ok(super::exit::ERROR);
+            return Ok(crate::exit::ERROR);
         }
     }
     let mut stack_options = args.stack.stack_options();
@@ -69,7 +70,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             Err(e) => {
                 Printer::stderr().line(&format!("error: {e}"));
                 shutdown(services).await;
-                return Ok(super::exit::ERROR);
+                return Ok(crate::exit::ERROR);
             }
         }
     }
@@ -101,13 +102,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         let json = serde_json::to_string_pretty(&run_report)?;
         if let Err(e) = std::fs::write(path, json) {
             Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
-            code = super::exit::ERROR;
+            code = crate::exit::ERROR;
         }
     }
     if let Some(path) = &args.html {
         if let Err(e) = std::fs::write(path, report::html::run_page(&run_report)) {
             Printer::stderr().line(&format!("error: writing {}: {e}", path.display()));
-            code = super::exit::ERROR;
+            code = crate::exit::ERROR;
         }
     }
     // The app first, then the servers, then the stack they use.

@@ -16,13 +16,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         .iter()
         .map(|k| k.port_offset())
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        + 10 * (u16::from(args.instances) - 1);
     if args.port != 0 && args.port.checked_add(last_offset).is_none() {
         Printer::stderr().line(&format!(
             "error: --port {} leaves no room for the last strategy's port (P+{last_offset})",
             args.port
         ));
-        return Ok(super::exit::ERROR);
+        return Ok(crate::exit::ERROR);
     }
     if !args.bind.is_loopback() {
         Printer::stderr().line(&format!(
@@ -37,6 +38,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     options.port = args.port;
     // No lab injects faults into serve: the servers talk to Redis and Postgres directly.
     options.fault_proxies = false;
+    options.instances = usize::from(args.instances);
     if !args.strategy.is_empty() {
         options.strategies = args.strategy.clone();
     }
@@ -44,6 +46,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     let out = Printer::stdout();
     for server in &services.servers {
         out.line(&format!("{:<14} {}", server.name, server.url()));
+    }
+    // Instances 1.. after the first ones, whose lines stay as they were.
+    for server in &services.servers {
+        for instance in services.instances(server.name).iter().skip(1) {
+            let name = format!("{}#{}", server.name, instance.index);
+            out.line(&format!("{name:<14} {}", instance.url()));
+        }
     }
     {
         let stack = stack.lock().unwrap_or_else(|p| p.into_inner());
@@ -65,7 +74,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
     // Servers first (write-behind flushes its queue), then the stack they use.
     services.shutdown().await;
     drop(stack);
-    Ok(super::exit::OK)
+    Ok(crate::exit::OK)
 }
 
 /// Start a managed Redis or Postgres again when it dies; never returns.

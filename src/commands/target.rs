@@ -14,7 +14,7 @@ use crate::stack::proxy::observe::{Observed, Seen};
 use crate::stack::{endpoint, Stack};
 use crate::target::{app, model, session, Target};
 
-use super::exit;
+use crate::exit;
 
 pub async fn check(args: TargetCheckArgs) -> anyhow::Result<u8> {
     let (out, err) = (Printer::stdout(), Printer::stderr());

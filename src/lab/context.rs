@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::convert::{lab_error, LabResult};
 use super::frozen::Frozen;
-use super::report::{Event, LabRecord};
+use crate::report::{Event, LabRecord};
 use crate::services::Services;
 use crate::store::lab::LabDb;
 
@@ -75,6 +75,8 @@ pub struct LabContext {
     pub folder: PathBuf,
     /// The strategy relative paths go to.
     pub strategy: RefCell<String>,
+    /// Which of its instances (`use_instance`).
+    pub instance: Cell<usize>,
     pub record: RefCell<LabRecord>,
     pub halt: RefCell<Option<Halt>>,
     pub pending: RefCell<HashMap<i64, Pending>>,
@@ -177,6 +179,7 @@ impl LabContext {
             reach,
             folder,
             strategy: RefCell::new("cache-aside".to_string()),
+            instance: Cell::new(0),
             record: RefCell::new(LabRecord::default()),
             halt: RefCell::new(None),
             pending: RefCell::new(HashMap::new()),
@@ -239,16 +242,28 @@ impl LabContext {
         }
     }
 
-    /// The base URL of the current strategy's server.
+    /// The base URL of the current strategy's server (its current instance).
     pub fn base_url(&self) -> LabResult<String> {
         if let Some(target) = &self.reach.target {
             return Ok(target.url.clone());
         }
+        self.current_instance().map(|i| i.url())
+    }
+
+    /// The current strategy's current instance (`use_strategy`, `use_instance`).
+    pub fn current_instance(&self) -> LabResult<crate::services::Instance> {
         let name = self.strategy.borrow().clone();
-        self.services
-            .server(&name)
-            .map(|s| s.url())
-            .ok_or_else(|| lab_error(format!("no {name} server is running")))
+        let index = self.instance.get();
+        let all = self.services.instances(&name);
+        if all.is_empty() {
+            return Err(lab_error(format!("no {name} server is running")));
+        }
+        all.get(index).cloned().ok_or_else(|| {
+            lab_error(format!(
+                "{name} runs {} instance(s) now; use_instance({index}) points past them",
+                all.len()
+            ))
+        })
     }
 
     /// `path` made absolute against the current strategy's server. An absolute URL must
@@ -284,7 +299,7 @@ impl LabContext {
                 return true;
             }
         }
-        let ours = self.services.servers.iter().any(|s| {
+        let ours = self.services.all_instances().iter().any(|s| {
             s.addr.to_string() == authority || format!("localhost:{}", s.addr.port()) == authority
         });
         let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
@@ -325,6 +340,12 @@ impl LabContext {
             .map_err(|e| lab_error(format!("redis: {e:#}")))?;
         *self.redis.borrow_mut() = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// Drop the lab's own Redis connection (its server was restarted: the connection is
+    /// broken); the next call opens another.
+    pub fn renew_redis(&self) {
+        *self.redis.borrow_mut() = None;
     }
 
     /// Drop the lab's Postgres session (stuck, or broken); the next call opens another.

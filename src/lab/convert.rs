@@ -69,29 +69,7 @@ pub fn to_dynamic<T: serde::Serialize>(value: &T) -> Dynamic {
     rhai::serde::to_dynamic(value).unwrap_or(Dynamic::UNIT)
 }
 
-/// A float as a lab report shows it: at most three decimals at or above 1 (latencies in
-/// ms to the microsecond), four significant digits below 1, and never float noise like
-/// `1.0163399999999998`.
-pub fn format_float(f: f64) -> String {
-    if !f.is_finite() {
-        return f.to_string();
-    }
-    if f == f.trunc() && f.abs() < 1e15 {
-        return format!("{f:.1}");
-    }
-    let decimals = if f.abs() >= 1.0 {
-        3
-    } else {
-        (3 - f.abs().log10().floor() as i32).clamp(1, 12) as usize
-    };
-    let text = format!("{f:.decimals$}");
-    let trimmed = text.trim_end_matches('0');
-    if trimmed.ends_with('.') {
-        format!("{trimmed}0")
-    } else {
-        trimmed.to_string()
-    }
-}
+pub use crate::output::format_float;
 
 /// A value as a note shows it: floats by `format_float`, containers element by element.
 /// `function` names the lab function in the error for a value nested too deep.

@@ -13,7 +13,6 @@ mod frozen;
 mod imports;
 pub mod memory;
 pub mod redis_guard;
-pub mod report;
 mod thread;
 
 use anyhow::Context;
@@ -23,8 +22,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::report::{LabRecord, LabReport, Outcome};
 use context::{Halt, LabContext};
-use report::{LabRecord, LabReport, Outcome};
 
 pub use context::Reach;
 

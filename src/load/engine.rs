@@ -3,7 +3,6 @@
 //! summary when the last one is done. Workers belong to the run: cancelling the plan's
 //! token, a process shutdown, or dropping the `run` future stops every one of them.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -12,13 +11,7 @@ use super::history;
 use super::plan::Plan;
 use super::summary::Summary;
 use super::timeline::{Inbox, Timeline};
-use super::worker::{self, Output, Shared};
-
-/// Requests completed so far, for a progress bar to poll.
-#[derive(Default)]
-pub struct Progress {
-    pub done: AtomicU64,
-}
+use super::worker::{self, Output, Progress, Shared};
 
 /// Run `plan` to the end (or until it is cancelled) and return what was observed. Call
 /// `plan.check()` first: `run` trusts the plan.

@@ -11,14 +11,15 @@ mod summary;
 mod timeline;
 mod worker;
 
-pub use engine::{run, Progress};
+pub use engine::run;
 pub use keys::{parse_ids, KeyDist};
 pub(crate) use plan::{open_file_limit, open_files};
 pub use plan::{AppModel, Mix, Pace, Plan, Sampler, Stop, Target, MAX_ZIPF_S};
 pub use printer::print_text;
-pub use summary::{CliFigures, LabFigures, Summary, Tally};
-pub use timeline::Interval;
+pub use summary::{CliFigures, LabFigures, Summary};
+pub use timeline::{Interval, Tally};
 pub use tokio_util::sync::CancellationToken;
+pub use worker::Progress;
 
 use clap::Args;
 use hyper::header::{HeaderName, HeaderValue};

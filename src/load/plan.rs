@@ -153,6 +153,9 @@ pub struct Plan {
     pub initial_values: HashMap<u64, String>,
     /// Keep every id requested, in sending order (`Summary::keys`).
     pub record_keys: bool,
+    /// The targets are this many equal runs, one per server instance: worker `w` sends
+    /// only to run `w % groups` (1: every worker uses every target).
+    pub groups: usize,
     /// Target mode: how the user's app is written to and where a read's value is; `None`
     /// for cachelab's own servers (`PUT ?name=`, the body's `name`).
     pub app: Option<Arc<AppModel>>,
@@ -215,6 +218,7 @@ impl Plan {
             initial_values: HashMap::new(),
             app: None,
             record_keys: false,
+            groups: 1,
         }
     }
 

@@ -3,59 +3,12 @@
 //! Percentiles are computed only when a result is read, and come out in two shapes:
 //! unit-suffixed names for `cachelab load --json`, the lab API's names for `load()`.
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::history::{Op, Verdict};
-use super::timeline::{count, Event, Interval, Outcome};
-
-/// What the whole run observed.
-pub struct Tally {
-    /// Latency in microseconds, from the (intended) send time to the last body byte.
-    pub latency: Histogram<u64>,
-    pub status: BTreeMap<u16, u64>,
-    /// Failures with no HTTP response, by kind ("connection refused", "timeout", ...).
-    pub errors: BTreeMap<String, u64>,
-    /// Responses by X-Cache value (HIT, MISS, STALE, COALESCED, or whatever a server sent).
-    pub cache: BTreeMap<String, u64>,
-    pub body_bytes: u64,
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Self {
-            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
-                .expect("valid histogram bounds"),
-            status: BTreeMap::new(),
-            errors: BTreeMap::new(),
-            cache: BTreeMap::new(),
-            body_bytes: 0,
-        }
-    }
-}
-
-impl Tally {
-    pub(crate) fn record(&mut self, event: &Event) {
-        match &event.outcome {
-            Outcome::Response {
-                status,
-                cache,
-                body_bytes,
-            } => {
-                let micros = (event.latency.as_micros() as u64).max(1);
-                self.latency.saturating_record(micros);
-                *self.status.entry(*status).or_default() += 1;
-                if let Some(cache) = cache {
-                    count(&mut self.cache, cache.as_str(), 1);
-                }
-                self.body_bytes += body_bytes;
-            }
-            Outcome::Error(kind) => count(&mut self.errors, kind, 1),
-        }
-    }
-}
+use super::timeline::{round_ms, Interval, Tally};
 
 /// A finished run, ready to print or convert.
 pub struct Summary {
@@ -132,11 +85,6 @@ pub struct LabFigures {
     /// Present only when the run recorded history.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub consistency: Option<Verdict>,
-}
-
-/// Milliseconds to the microsecond: what latency measurements can support.
-pub(crate) fn round_ms(ms: f64) -> f64 {
-    (ms * 1000.0).round() / 1000.0
 }
 
 fn round_rps(rps: f64) -> f64 {
@@ -278,6 +226,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::load::timeline::{Event, Outcome};
 
     #[test]
     fn figures_are_rounded_to_the_microsecond_and_rps_to_a_tenth() {

@@ -4,13 +4,64 @@
 //! memory holds one interval's events, not the run's. Long runs stay bounded by merging
 //! neighbouring intervals and doubling the interval.
 
+use hdrhistogram::Histogram;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::plan::Sampler;
-use super::summary::{round_ms, Tally};
+
+/// Milliseconds to the microsecond: what latency measurements can support.
+pub(crate) fn round_ms(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
+}
+
+/// What the whole run observed.
+pub struct Tally {
+    /// Latency in microseconds, from the (intended) send time to the last body byte.
+    pub latency: Histogram<u64>,
+    pub status: BTreeMap<u16, u64>,
+    /// Failures with no HTTP response, by kind ("connection refused", "timeout", ...).
+    pub errors: BTreeMap<String, u64>,
+    /// Responses by X-Cache value (HIT, MISS, STALE, COALESCED, or whatever a server sent).
+    pub cache: BTreeMap<String, u64>,
+    pub body_bytes: u64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                .expect("valid histogram bounds"),
+            status: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            cache: BTreeMap::new(),
+            body_bytes: 0,
+        }
+    }
+}
+
+impl Tally {
+    pub(crate) fn record(&mut self, event: &Event) {
+        match &event.outcome {
+            Outcome::Response {
+                status,
+                cache,
+                body_bytes,
+            } => {
+                let micros = (event.latency.as_micros() as u64).max(1);
+                self.latency.saturating_record(micros);
+                *self.status.entry(*status).or_default() += 1;
+                if let Some(cache) = cache {
+                    count(&mut self.cache, cache.as_str(), 1);
+                }
+                self.body_bytes += body_bytes;
+            }
+            Outcome::Error(kind) => count(&mut self.errors, kind, 1),
+        }
+    }
+}
 
 /// The most intervals a timeline holds before neighbours are merged.
 pub(crate) const MAX_INTERVALS: usize = 2000;

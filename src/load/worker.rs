@@ -17,12 +17,17 @@ use tokio::sync::Barrier;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::Progress;
 use super::history::{Op, OpKind};
 use super::http::{self, Answer, Conn};
 use super::keys::KeyPicker;
 use super::plan::{Pace, Plan, Stop};
 use super::timeline::{Event, Inbox, Outcome};
+
+/// Requests completed so far, for a progress bar to poll.
+#[derive(Default)]
+pub struct Progress {
+    pub done: AtomicU64,
+}
 
 /// What every worker of a run shares: the plan, prepared once, and the run's clocks.
 pub(crate) struct Shared {
@@ -215,7 +220,11 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, inbox: Inbox) -> Out
         }
         sent += 1;
 
-        let route = &s.routes[(ticket % s.routes.len() as u64) as usize];
+        // With instances, each worker keeps to its own run of routes.
+        let groups = plan.groups.clamp(1, s.routes.len());
+        let per_group = s.routes.len() / groups;
+        let first = (index % groups) * per_group;
+        let route = &s.routes[first + (ticket % per_group as u64) as usize];
         let action = match plan.mix {
             None => Action::Plain,
             Some(mix) if rng.random_range(0..mix.get + mix.put) < mix.get => Action::Read,

@@ -9,7 +9,7 @@ use crate::lab::convert::{
     arg_array, arg_bool, arg_map, arg_num, arg_str, lab_error, same_value, shown, to_json,
     LabResult,
 };
-use crate::lab::report::{ChartSpec, Event};
+use crate::report::{ChartSpec, Event};
 
 pub fn register(r: &mut Registry) {
     def!(
@@ -22,7 +22,12 @@ pub fn register(r: &mut Registry) {
             let pass = arg_bool("check", "condition", &condition)?;
             let line = call.call_position().line();
             context::with(|ctx| {
-                ctx.add(Event::Check { name, pass, line });
+                ctx.add(Event::Check {
+                    name,
+                    pass,
+                    line,
+                    measured: None,
+                });
                 Ok(pass)
             })
         }

@@ -217,9 +217,11 @@ fn redis_process(
 ) -> LabResult<()> {
     act_on_redis(action, function, node)?;
     match action {
-        RedisAction::Restart | RedisAction::Start => {
-            context::with(|ctx| reconnected(ctx, function, Reconnect::REDIS))
-        }
+        RedisAction::Restart | RedisAction::Start => context::with(|ctx| {
+            // The lab's own connection went down with the server: open another next time.
+            ctx.renew_redis();
+            reconnected(ctx, function, Reconnect::REDIS)
+        }),
         RedisAction::Stop => Ok(()),
     }
 }

@@ -15,13 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{def, Registry};
-use crate::counters::Counter;
+use crate::counters::{Counter, CounterSnapshot};
 use crate::lab::context::{self, LabContext, Pending};
 use crate::lab::convert::{
     arg_count, arg_int, arg_map, arg_str, from_json, lab_error, to_json, LabResult,
 };
-use crate::lab::report::Event;
 use crate::load::{self, KeyDist, Mix, Pace, Plan, Progress, Stop, Target, MAX_ZIPF_S};
+use crate::report::Event;
 
 /// The options `load()` understands; anything else is an error naming these.
 #[derive(Debug, Default, Deserialize)]
@@ -42,6 +42,8 @@ struct LoadOptions {
     history: Option<bool>,
     interval_ms: Option<u64>,
     trace: Option<bool>,
+    label: Option<String>,
+    instances: Option<String>,
 }
 
 /// `ids: [1, 1000]` or `ids: "1..1000"`.
@@ -62,11 +64,11 @@ struct MixOption {
     put: u32,
 }
 
-const OPTIONS: &str = "path, paths, n, c, method, duration_ms, rate, keys, zipf_s, ids, seed, mix, history, interval_ms, trace";
+const OPTIONS: &str = "path, paths, n, c, method, duration_ms, rate, keys, zipf_s, ids, seed, mix, history, interval_ms, trace, label, instances";
 
 pub fn register(r: &mut Registry) {
     def!(r, "load", "load(opts: map) -> map",
-        "hey-style load: opts path|paths, n, c, method, duration_ms, rate, keys (\"uniform\", \"zipf\", \"zipf:1.1\", \"sequential\"), zipf_s, ids ([first, last] or \"1..1000\"), seed, mix (#{get: 90, put: 10}), history, interval_ms, trace; returns requests, ok, errors, rps, p50, p90, p99, p999, max (ms), status, cache, seed, timeline, the servers' counter deltas (hits, misses, db_reads, ...), consistency with history, ids with trace.",
+        "hey-style load: opts path|paths, n, c, method, duration_ms, rate, keys (\"uniform\", \"zipf\", \"zipf:1.1\", \"sequential\"), zipf_s, ids ([first, last] or \"1..1000\"), seed, mix (#{get: 90, put: 10}), history, interval_ms, trace, label (names the run in the reports), instances (\"all\": workers round-robin over the strategy's instances); returns label, requests, ok, errors, rps, p50, p90, p99, p999, max (ms), status, cache, seed, timeline, the servers' counter deltas (hits, misses, db_reads, ...), hit_ratio (hits ÷ (hits + misses)), consistency with history, ids with trace.",
         |opts: Dynamic| -> LabResult<Map> {
             context::with(|ctx| {
                 let (plan, label) = plan_from(ctx, "load", &opts)?;
@@ -232,12 +234,42 @@ fn plan_from(ctx: &LabContext, function: &str, opts: &Dynamic) -> LabResult<(Pla
         (None, Some(_)) => return Err(fail("`paths` is empty".into())),
         _ => return Err(fail("give exactly one of `path` or `paths`".into())),
     };
-    let label = format!("{function} {}", paths.join(" "));
-    let targets = paths
-        .iter()
-        .map(|p| Target::parse(&ctx.url_for(p)?).map_err(lab_error))
-        .collect::<LabResult<Vec<_>>>()?;
+    let label = match &opts.label {
+        Some(label) if label.trim().is_empty() => return Err(fail("`label` is empty".into())),
+        Some(label) => label.clone(),
+        None => format!("{function} {}", paths.join(" ")),
+    };
+    let bases = match opts.instances.as_deref() {
+        None => vec![None],
+        Some("all") => {
+            let name = ctx.strategy.borrow().clone();
+            ctx.services
+                .instances(&name)
+                .iter()
+                .map(|i| Some(i.url()))
+                .collect()
+        }
+        Some(other) => {
+            return Err(refused(
+                function,
+                "instances",
+                "\"all\"",
+                format!("{other:?}"),
+            ))
+        }
+    };
+    let mut targets = Vec::new();
+    for base in &bases {
+        for p in &paths {
+            let url = match base {
+                Some(base) if p.starts_with('/') => format!("{base}{p}"),
+                _ => ctx.url_for(p)?,
+            };
+            targets.push(Target::parse(&url).map_err(lab_error)?);
+        }
+    }
     let mut plan = Plan::new(targets);
+    plan.groups = bases.len();
     plan.cancel = ctx.cancel.child_token();
     plan.same_process_server = true;
     plan.concurrency = usize::try_from(opts.c.unwrap_or(10)).unwrap_or(usize::MAX);
@@ -366,23 +398,33 @@ fn measured(
             plan, observed,
         )));
     }
-    let strategy = ctx.strategy.borrow().clone();
-    let server = ctx
-        .services
-        .server(&strategy)
-        .ok_or_else(|| lab_error(format!("no {strategy} server is running")))?;
-    let backend = server.backend.clone();
-    let sampled = backend.clone();
+    // Spread over the instances: their counters summed; else the current instance's.
+    let backends: Vec<_> = if plan.groups > 1 {
+        let strategy = ctx.strategy.borrow().clone();
+        ctx.services
+            .instances(&strategy)
+            .into_iter()
+            .map(|i| i.backend)
+            .collect()
+    } else {
+        vec![ctx.current_instance()?.backend]
+    };
+    let sampled = backends.clone();
     plan.sampler = Some(Arc::new(move || {
-        BTreeMap::from([(
-            "db_reads".to_string(),
-            sampled.counters.get(Counter::DbReads) as i64,
-        )])
+        let db_reads: u64 = sampled
+            .iter()
+            .map(|b| b.counters.get(Counter::DbReads))
+            .sum();
+        BTreeMap::from([("db_reads".to_string(), db_reads as i64)])
     }));
+    let snapshot = move || {
+        let each: Vec<_> = backends.iter().map(|b| b.counters.snapshot()).collect();
+        CounterSnapshot::sum(&each)
+    };
     Ok(futures_util::future::Either::Right(async move {
-        let before = backend.counters.snapshot();
+        let before = snapshot();
         let summary = load::run(plan, Arc::new(Progress::default())).await;
-        let delta = backend.counters.snapshot().since(&before);
+        let delta = snapshot().since(&before);
         let mut figures = serde_json::to_value(summary.lab_figures()).unwrap_or_default();
         if let Some(map) = figures.as_object_mut() {
             for (name, value) in delta.fields() {
@@ -457,7 +499,18 @@ fn flatten_timeline(figures: &mut serde_json::Map<String, serde_json::Value>) {
 
 /// The figures as the lab's map; the run is recorded in the report (without its long
 /// arrays) for the HTML charts, and its history kept for `save_history`.
-fn finish(ctx: &LabContext, label: String, (figures, history): Measured) -> Map {
+fn finish(ctx: &LabContext, label: String, (mut figures, history): Measured) -> Map {
+    if let Some(fields) = figures.as_object_mut() {
+        let count = |k: &str| fields.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+        let (hits, misses) = (count("hits"), count("misses"));
+        let ratio = if hits + misses > 0.0 {
+            hits / (hits + misses)
+        } else {
+            0.0
+        };
+        fields.insert("hit_ratio".into(), serde_json::json!(ratio));
+        fields.insert("label".into(), serde_json::json!(label));
+    }
     let map = from_json(&figures).cast::<Map>();
     ctx.remember_shape("load", &map);
     let mut recorded = figures;

@@ -6,10 +6,12 @@
 
 pub(crate) mod app;
 mod checks;
+mod compare;
 mod data;
 mod database;
 mod faults;
 mod http;
+mod instances;
 mod load;
 mod model;
 mod redis;
@@ -65,6 +67,7 @@ pub fn register_all(engine: &mut Engine) -> Vec<FnDoc> {
         docs: Vec::new(),
     };
     target::register(&mut registry);
+    instances::register(&mut registry);
     http::register(&mut registry);
     app::register(&mut registry);
     load::register(&mut registry);
@@ -75,6 +78,7 @@ pub fn register_all(engine: &mut Engine) -> Vec<FnDoc> {
     faults::register(&mut registry);
     data::register(&mut registry);
     checks::register(&mut registry);
+    compare::register(&mut registry);
     time::register(&mut registry);
     registry.docs
 }

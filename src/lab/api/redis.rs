@@ -155,8 +155,8 @@ pub fn register(r: &mut Registry) {
             context::with(|ctx| {
                 ensure_may_flush(ctx, "flush()")?;
                 on_every_master::<()>(ctx, |_, _| Some(redis::cmd("FLUSHALL")))?;
-                for server in &ctx.services.servers {
-                    server.backend.counters.reset();
+                for instance in ctx.services.all_instances() {
+                    instance.backend.counters.reset();
                 }
                 Ok(())
             })

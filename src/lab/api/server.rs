@@ -25,10 +25,21 @@ pub fn register(r: &mut Registry) {
         r,
         "server",
         "stats(name: string) -> map",
-        "The counters of the named strategy's server.",
+        "The counters of the named strategy's servers, summed over its instances.",
         |name: Dynamic| -> LabResult<Map> {
             let name = arg_str("stats", "name", &name)?;
             context::with(|ctx| stats_of(ctx, &name))
+        }
+    );
+    def!(
+        r,
+        "server",
+        "stats(name: string, i: int) -> map",
+        "The counters of instance i (0 first) of the named strategy (set_instances).",
+        |name: Dynamic, i: Dynamic| -> LabResult<Map> {
+            let name = arg_str("stats", "name", &name)?;
+            let i = arg_int("stats", "i", &i)?;
+            context::with(|ctx| stats_of_instance(ctx, &name, Some(i)))
         }
     );
     for entry in setters() {
@@ -119,6 +130,11 @@ fn set_knob(entry: &SetterEntry, value: &Dynamic) -> LabResult<()> {
 }
 
 fn stats_of(ctx: &LabContext, name: &str) -> LabResult<Map> {
+    stats_of_instance(ctx, name, None)
+}
+
+/// The counters of one instance of `name`, or of all of them summed (`None`).
+fn stats_of_instance(ctx: &LabContext, name: &str, index: Option<i64>) -> LabResult<Map> {
     if let (Some(observed), Some(_)) = (&ctx.services.observed, &ctx.reach.target) {
         // Target mode: what the proxies counted of the app's traffic.
         let map: Map = observed
@@ -129,7 +145,7 @@ fn stats_of(ctx: &LabContext, name: &str) -> LabResult<Map> {
         ctx.remember_shape("stats", &map);
         return Ok(map);
     }
-    let server = ctx.services.server(name).ok_or_else(|| {
+    ctx.services.server(name).ok_or_else(|| {
         lab_error(format!(
             "stats: argument `name` must be one of {}, got {name:?}",
             ctx.services
@@ -140,10 +156,25 @@ fn stats_of(ctx: &LabContext, name: &str) -> LabResult<Map> {
                 .join(", ")
         ))
     })?;
-    let map: Map = server
-        .backend
-        .counters
-        .snapshot()
+    let all = ctx.services.instances(name);
+    let picked = match index {
+        None => all,
+        Some(i) => {
+            let one = usize::try_from(i).ok().and_then(|i| all.get(i).cloned());
+            vec![one.ok_or_else(|| {
+                lab_error(format!(
+                    "stats: argument `i` must be 0..{} ({name} runs {} instance(s)), got {i}",
+                    all.len(),
+                    all.len()
+                ))
+            })?]
+        }
+    };
+    let snapshots: Vec<_> = picked
+        .iter()
+        .map(|i| i.backend.counters.snapshot())
+        .collect();
+    let map: Map = crate::counters::CounterSnapshot::sum(&snapshots)
         .fields()
         .map(|(k, v)| (k.into(), Dynamic::from(v as i64)))
         .collect();

@@ -7,9 +7,9 @@ use std::fmt::Write;
 
 use serde_json::Value;
 
+use super::charts::{self, Chart, ChartKind, Series};
 use super::ChartSpec;
-use crate::charts::{self, Chart, ChartKind, Series};
-use crate::lab::convert::format_float;
+use crate::output::format_float;
 
 /// `text` made safe as element content or a quoted attribute value. Characters XML does
 /// not allow at all (most control characters) become U+FFFD, so a stray byte in a lab's

@@ -103,6 +103,7 @@ fn failures(report: &RunReport) -> String {
                 name,
                 pass: false,
                 line,
+                ..
             } = event
             {
                 let line = line.map(|l| format!(" (line {l})")).unwrap_or_default();
@@ -224,6 +225,7 @@ fn event_html(event: &Event) -> String {
             name,
             pass: false,
             line,
+            ..
         } => {
             let line = line
                 .map(|l| format!(" <span class=\"line-no\">line {l}</span>"))
@@ -275,7 +277,7 @@ fn histogram(summary: &Summary) -> Vec<(f64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lab::report::{LabRecord, LabReport};
+    use crate::report::{LabRecord, LabReport};
     use std::time::Duration;
 
     fn lab(title: &str, events: Vec<Event>, outcome: Outcome) -> LabReport {
@@ -300,6 +302,7 @@ mod tests {
                     name: "ok".into(),
                     pass: true,
                     line: Some(2),
+                    measured: None,
                 }],
                 Outcome::Completed,
             ),

@@ -2,7 +2,7 @@
 //! order they happened, its outcome and time; the run ends with one summary line.
 
 use super::{Event, LabReport, Outcome, RunReport};
-use crate::lab::convert::format_float;
+use crate::output::format_float;
 use crate::output::{clean, Printer};
 
 /// Print one lab's section of the report.
@@ -22,6 +22,7 @@ pub fn print_lab(out: &Printer, lab: &LabReport) {
                 name,
                 pass: false,
                 line,
+                ..
             } => {
                 let line = line.map(|l| format!(" (line {l})")).unwrap_or_default();
                 out.line(&format!(

@@ -1,14 +1,10 @@
 //! What a lab run found, as one model every format is drawn from: per lab its events
 //! (checks, notes, tables, charts, load runs) in the order they happened, its time and
-//! outcome, and the totals over labs and checks. `text` prints it, `--json` serialises
-//! it as is, `html` draws a page from it.
-
-pub mod html;
-mod loads;
-mod page;
-pub mod text;
+//! outcome, and the totals over labs and checks.
 
 use serde::Serialize;
+
+use crate::exit::Verdict;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,6 +35,10 @@ pub enum Event {
         /// The line of the lab file the check was made on.
         #[serde(skip_serializing_if = "Option::is_none")]
         line: Option<usize>,
+        /// What `check_eq`/`check_ge`/`check_le`/`check_between` saw and wanted (the name
+        /// already ends with both, as the report prints them).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        measured: Option<Measured>,
     },
     /// `note(text)`.
     Note { text: String },
@@ -55,6 +55,14 @@ pub enum Event {
         label: String,
         figures: serde_json::Value,
     },
+}
+
+/// The value a comparing check saw and the bound it wanted (`"79"`, `">= 79"`,
+/// `"between 10 and 20"`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Measured {
+    pub actual: serde_json::Value,
+    pub expected: String,
 }
 
 /// Everything collected while a lab runs.
@@ -195,16 +203,20 @@ impl RunReport {
         }
     }
 
+    /// Passed, failed (a check or an assert), or an error (a script or set-up error, a stop).
+    pub fn verdict(&self) -> Verdict {
+        if self.labs.iter().any(LabReport::is_error) {
+            Verdict::Error
+        } else if self.labs.iter().all(|l| l.passed || l.is_skipped()) {
+            Verdict::Passed
+        } else {
+            Verdict::Failed
+        }
+    }
+
     /// 0 all passed, 1 a check or assert failed, 2 a script or set-up error or a stop.
     pub fn exit_code(&self) -> u8 {
-        use crate::commands::exit;
-        if self.labs.iter().any(LabReport::is_error) {
-            exit::ERROR
-        } else if self.labs.iter().all(|l| l.passed || l.is_skipped()) {
-            exit::OK
-        } else {
-            exit::FAILED
-        }
+        self.verdict().code()
     }
 
     /// `3 labs: 2 passed, 1 failed · 80 checks: 79 passed, 1 failed` (`, 1 skipped` after
@@ -245,6 +257,7 @@ mod tests {
                     name: "c".into(),
                     pass: *pass,
                     line: None,
+                    measured: None,
                 })
                 .collect(),
         };
