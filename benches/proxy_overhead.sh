@@ -19,7 +19,8 @@ redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$t
   --daemonize no >"$tmp/redis.log" 2>&1 &
 redis_pid=$!
 psql $PG -qc "CREATE DATABASE $db" >/dev/null
-exec 3> >("$bin" "127.0.0.1:$port" 127.0.0.1:5432 >"$tmp/proxy.out")
+# PLAIN=1: the fault proxy without decoding, to tell the proxying from the observing.
+exec 3> >("$bin" "127.0.0.1:$port" 127.0.0.1:5432 ${PLAIN:+--plain} >"$tmp/proxy.out")
 cleanup() {
   exec 3>&- || true
   kill "$redis_pid" 2>/dev/null || true
@@ -37,7 +38,8 @@ pgbench $PG -i -s 1 -q "$db" >/dev/null 2>&1
 
 rb() { # host port -> "get set" requests per second
   redis-benchmark -h "$1" -p "$2" -t get,set -P 1 -c 50 -n "$REQUESTS" -q 2>/dev/null |
-    awk -F'[: ]+' '/^SET/{set=$2} /^GET/{get=$2} END{print get, set}'
+    tr '\r' '\n' | awk '$2 ~ /^[0-9.]+$/ && $3 == "requests" {
+      if ($1 == "SET:") set = int($2); if ($1 == "GET:") get = int($2) } END { print get, set }'
 }
 pb() { # host port -> transactions per second
   pgbench -h "$1" -p "$2" -U postgres -S -c 8 -j 2 -T "$SECONDS_PG" "$db" 2>/dev/null |
