@@ -34,6 +34,25 @@ pub enum Command {
     Load(crate::load::LoadArgs),
     /// List every function a lab can call, with its signature and a one-line doc.
     Api,
+    /// Target mode: check a service of your own described by a target TOML.
+    #[command(subcommand)]
+    Target(TargetCommand),
+}
+
+/// What `cachelab target` does.
+#[derive(Subcommand, Debug)]
+pub enum TargetCommand {
+    /// Start the proxies and the app, make one read and one write through the model, and
+    /// print what each proxy saw (keys with hit or miss, statements).
+    Check(TargetCheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TargetCheckArgs {
+    /// The target TOML ([app], [model], optional [redis] and [postgres]).
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub stack: StackArgs,
 }
 
 /// Where Redis and PostgreSQL come from.
@@ -220,6 +239,10 @@ pub struct RunArgs {
     /// Let labs' save_history(name) write Jepsen-style histories into this folder.
     #[arg(long)]
     pub history_dir: Option<PathBuf>,
+    /// Target mode: run the labs against your own service, described by this TOML (only
+    /// labs marked `// app:` run; see labs/app/).
+    #[arg(long, value_name = "FILE.toml")]
+    pub target: Option<PathBuf>,
     #[command(flatten)]
     pub knobs: KnobArgs,
     #[command(flatten)]

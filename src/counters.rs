@@ -58,6 +58,7 @@ counters! {
     NearHits => "near_hits", "reads answered from the server's own near cache, L1 (X-Cache NEAR)";
     NearInvalidations => "near_invalidations", "invalidations Redis pushed to the near cache (a key written by anyone)";
     NearFlushes => "near_flushes", "times the near cache was emptied (a FLUSHALL, the invalidation link lost or re-established, a reset)";
+    NearFills => "near_fills", "rows put in the near cache, L1, after a read from Redis or Postgres (and kept: the guard did not drop them)";
     NearGuardDrops => "near_guard_drops", "rows not put in L1 because an invalidation of their key arrived while they were read (the guard)";
     GuardRefusals => "guard_refusals", "cache writes and fills the write guard refused: the cache held a newer row or a newer write's marker";
     WbQueued => "wb_queued", "write-behind writes acknowledged and queued in Redis";

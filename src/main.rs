@@ -30,6 +30,9 @@ fn main() -> ExitCode {
             cli::Command::Serve(args) => commands::serve::serve(args).await,
             cli::Command::Load(args) => commands::load::load(args).await,
             cli::Command::Api => Ok(commands::api::api()),
+            cli::Command::Target(cli::TargetCommand::Check(args)) => {
+                commands::target::check(args).await
+            }
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));

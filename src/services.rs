@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::cache::{Cache, RedisConn, DEFAULT_REDIS_TIMEOUT};
 use crate::knobs::{Knobs, Settings};
 use crate::server::{HttpLimits, StrategyServer};
+use crate::stack::proxy::observe::{KeyFilter, Observed, Observer, Protocol};
 use crate::stack::proxy::FaultProxy;
 use crate::stack::RedisTarget;
 use crate::stack::{endpoint, Stack, StackInfo};
@@ -83,6 +84,9 @@ pub struct ServerOptions {
     pub fault_proxies: bool,
     /// Servers per strategy (1..=`MAX_INSTANCES`): each with its own L1 and counters.
     pub instances: usize,
+    /// Target mode: the proxies also decode and count the traffic of the user's app,
+    /// counting hits and misses for keys `is_cache_key` accepts.
+    pub observe: Option<KeyFilter>,
 }
 
 impl ServerOptions {
@@ -98,6 +102,7 @@ impl ServerOptions {
             redis_timeout: DEFAULT_REDIS_TIMEOUT,
             fault_proxies: true,
             instances: 1,
+            observe: None,
         }
     }
 }
@@ -122,6 +127,8 @@ pub struct Services {
     pub processes: SharedStack,
     /// The fault proxies the servers reach Redis and Postgres through (labs only).
     pub faults: Option<Faults>,
+    /// Target mode: what the proxies counted of the app's traffic since the last reset.
+    pub observed: Option<Arc<Observed>>,
     /// Every Redis setting as found at start, restored by `reset`: one list per master of
     /// a cluster (by its `host:port`), one for the single node (`None`).
     redis_config: Vec<(Option<String>, RedisConfig)>,
@@ -149,7 +156,11 @@ pub struct Faults {
 impl Faults {
     /// A proxy per data store (per master of a cluster, in front of each `masters`
     /// address).
-    async fn start(stack: &StackInfo, masters: &[Option<String>]) -> anyhow::Result<Self> {
+    async fn start(
+        stack: &StackInfo,
+        masters: &[Option<String>],
+        observe: Option<(Observer, Observer)>,
+    ) -> anyhow::Result<Self> {
         let postgres_at = endpoint::authority(&stack.database_url, 5432)
             .context("reading the database URL's host and port")?;
         let mut redis = Vec::new();
@@ -167,16 +178,25 @@ impl Faults {
         } else {
             let redis_at = endpoint::authority(&stack.redis_url, 6379)
                 .context("reading the Redis URL's host and port")?;
-            redis.push((
-                "redis".to_string(),
-                FaultProxy::start("redis", redis_at.clone()).await?,
-            ));
+            let proxy = match &observe {
+                Some((redis, _)) => {
+                    FaultProxy::start_observing("redis", redis_at.clone(), redis.clone()).await?
+                }
+                None => FaultProxy::start("redis", redis_at.clone()).await?,
+            };
+            redis.push(("redis".to_string(), proxy));
             near_links = Some(FaultProxy::start(NEAR_LINKS, redis_at).await?);
         }
+        let postgres = match observe {
+            Some((_, postgres)) => {
+                FaultProxy::start_observing("postgres", postgres_at, postgres).await?
+            }
+            None => FaultProxy::start("postgres", postgres_at).await?,
+        };
         Ok(Self {
             redis,
             near_links,
-            postgres: FaultProxy::start("postgres", postgres_at).await?,
+            postgres,
         })
     }
 
@@ -249,8 +269,32 @@ impl Services {
             .masters()
             .await
             .context("listing the Redis Cluster's masters")?;
-        let faults = if options.fault_proxies {
-            Some(Faults::start(&stack, &masters).await?)
+        let observed = options
+            .observe
+            .as_ref()
+            .map(|_| Arc::new(Observed::default()));
+        let observers = options
+            .observe
+            .clone()
+            .zip(observed.clone())
+            .map(|(keys, observed)| {
+                let redis = Observer {
+                    protocol: Protocol::Redis {
+                        is_cache_key: keys.0,
+                    },
+                    observed: observed.clone(),
+                };
+                let postgres = Observer {
+                    protocol: Protocol::Postgres,
+                    observed,
+                };
+                (redis, postgres)
+            });
+        if observers.is_some() && stack.redis_is_cluster() {
+            anyhow::bail!("target mode needs a single Redis node, not a cluster");
+        }
+        let faults = if options.fault_proxies || observers.is_some() {
+            Some(Faults::start(&stack, &masters, observers).await?)
         } else {
             None
         };
@@ -320,6 +364,7 @@ impl Services {
             stack,
             processes,
             faults,
+            observed,
             redis_config,
             db_timeout: options.db_timeout,
         };
@@ -468,6 +513,14 @@ impl Services {
         for server in &self.servers {
             server.backend.near.flush();
             server.backend.counters.reset();
+        }
+        // Target mode: the app's counts start at zero (the reset's own pings excluded),
+        // and no query answer is held.
+        if let Some(faults) = &self.faults {
+            faults.postgres.set_hold(0);
+        }
+        if let Some(observed) = &self.observed {
+            observed.reset();
         }
         drop(quiet);
         Ok(())

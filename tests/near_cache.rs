@@ -82,6 +82,11 @@ async fn ttl_mode_answers_from_l1_and_its_staleness_ends_with_near_ttl() {
         .counters
         .snapshot();
     assert!(c.get(Counter::NearHits) >= 2);
+    assert_eq!(
+        c.get(Counter::NearFills),
+        2,
+        "one fill for the first read, one after the entry expired: {c:?}"
+    );
     services.shutdown().await;
 }
 
@@ -216,6 +221,10 @@ async fn without_the_guard_a_fill_that_raced_an_invalidation_stays_stale_in_l1()
         .counters
         .snapshot();
     assert!(c.get(Counter::NearGuardDrops) >= 1, "{c:?}");
+    assert!(
+        c.get(Counter::NearFills) >= 1,
+        "guard off, the racing fill was put in L1: {c:?}"
+    );
     services.shutdown().await;
 }
 

@@ -4,3 +4,4 @@ pub mod api;
 pub mod load;
 pub mod run;
 pub mod serve;
+pub mod target;

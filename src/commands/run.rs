@@ -10,6 +10,7 @@ use crate::output::Printer;
 use crate::report;
 use crate::services::Services;
 use crate::stack::Stack;
+use crate::target::{session, Target};
 
 pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let out = Printer::stdout();
@@ -24,9 +25,55 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         Printer::stderr().line("error: --timeout must be at least 1 second");
         return Ok(crate::exit::ERROR);
     }
-    let stack = Arc::new(Mutex::new(Stack::start(args.stack.stack_options())?));
-    let options = args.stack.server_options(args.knobs.settings());
+    let target = match &args.target {
+        Some(file) => match Target::load(file) {
+            Ok(target) => Some(Arc::new(target)),
+            Err(e) => {
+                Printer::stderr().line(&format!("error: {e}"));
+                return Ok(crate::exit::ERROR);
+            }
+        },
+        None => None,
+    };
+    if let Some(target) = &target {
+        if let Err(e) = target.check_upstreams().await {
+            Printer::stderr().line(&format!("error: {e}"));
+            return Ok(crate::exit::ERROR);
+        }
+    }
+    let mut stack_options = args.stack.stack_options();
+    let mut options = args.stack.server_options(args.knobs.settings());
+    if let Some(target) = &target {
+        stack_options = session::stack_options(target, stack_options);
+        options = session::server_options(target, options);
+    }
+    let stack = Arc::new(Mutex::new(Stack::start(stack_options)?));
     let services = Arc::new(Services::start(stack.clone(), &options).await?);
+    // Target mode: the app starts once the proxies listen, on the fresh state.
+    let mut app = None;
+    if let Some(target) = &target {
+        let started = match services.reset().await {
+            Ok(()) => session::start_app(target, &services, &super::target::app_log())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(format!("setting up the fresh state: {e:#}")),
+        };
+        match started {
+            Ok(running) => {
+                Printer::stderr().line(&format!(
+                    "target mode: {} (the app's output: {})",
+                    target.url,
+                    running.log.display()
+                ));
+                app = Some(running);
+            }
+            Err(e) => {
+                Printer::stderr().line(&format!("error: {e}"));
+                shutdown(services).await;
+                return Ok(crate::exit::ERROR);
+            }
+        }
+    }
     let limits = lab::Limits {
         timeout: Duration::from_secs(args.timeout),
         max_operations: args.max_operations,
@@ -34,6 +81,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         reach: lab::Reach {
             allowed_hosts: args.allow_host.clone(),
             history_dir: args.history_dir.clone(),
+            target: target.clone(),
         },
     };
     let mut labs = Vec::new();
@@ -63,7 +111,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
             code = crate::exit::ERROR;
         }
     }
-    // Servers first, then the stack they use.
+    // The app first, then the servers, then the stack they use.
+    if let Some(mut app) = app {
+        app.stop();
+    }
     shutdown(services).await;
     drop(stack);
     Ok(code)

@@ -58,6 +58,8 @@ pub struct Reach {
     pub allowed_hosts: Vec<String>,
     /// Where `save_history` may write (`--history-dir`); nowhere without it.
     pub history_dir: Option<PathBuf>,
+    /// Target mode (`--target`): the user's app, where relative paths go.
+    pub target: Option<std::sync::Arc<crate::target::Target>>,
 }
 
 /// Everything a lab function may touch.
@@ -242,6 +244,9 @@ impl LabContext {
 
     /// The base URL of the current strategy's server (its current instance).
     pub fn base_url(&self) -> LabResult<String> {
+        if let Some(target) = &self.reach.target {
+            return Ok(target.url.clone());
+        }
         self.current_instance().map(|i| i.url())
     }
 
@@ -289,6 +294,11 @@ impl LabContext {
     }
 
     fn may_reach(&self, authority: &str) -> bool {
+        if let Some(target) = &self.reach.target {
+            if target.url.strip_prefix("http://") == Some(authority) {
+                return true;
+            }
+        }
         let ours = self.services.all_instances().iter().any(|s| {
             s.addr.to_string() == authority || format!("localhost:{}", s.addr.port()) == authority
         });

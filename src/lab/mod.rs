@@ -136,6 +136,14 @@ pub fn single_node_reason(source: &str) -> Option<String> {
 }
 
 /// Run one lab from a fresh state. Never fails: every problem becomes the lab's outcome.
+/// Is this a lab for target mode: `// app:` on its second line?
+fn is_app_lab(source: &str) -> bool {
+    source
+        .lines()
+        .nth(1)
+        .is_some_and(|line| line.trim_start().starts_with("// app:"))
+}
+
 pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: &Limits) -> LabReport {
     let started = Instant::now();
     let report = |header: (String, String), record: LabRecord, outcome: Outcome| {
@@ -165,6 +173,21 @@ pub async fn run_lab(services: &Arc<Services>, file: &Path, limits: &Limits) -> 
             let outcome = Outcome::Skipped(format!("single-node only on a Redis Cluster: {why}"));
             return report(header, LabRecord::default(), outcome);
         }
+    }
+    match (is_app_lab(&source), limits.reach.target.is_some()) {
+        (false, true) => {
+            let outcome = Outcome::Skipped(
+                "needs cachelab's own servers; target mode (--target) runs the labs marked `// app:` (labs/app/)".into(),
+            );
+            return report(header, LabRecord::default(), outcome);
+        }
+        (true, false) => {
+            let outcome = Outcome::Skipped(
+                "a lab for your own service: run it with --target FILE.toml".into(),
+            );
+            return report(header, LabRecord::default(), outcome);
+        }
+        _ => {}
     }
     if let Err(e) = services.reset().await {
         let outcome = Outcome::ScriptError(format!("setting up the fresh state: {e:#}"));

@@ -14,7 +14,7 @@ mod worker;
 pub use engine::run;
 pub use keys::{parse_ids, KeyDist};
 pub(crate) use plan::{open_file_limit, open_files};
-pub use plan::{Mix, Pace, Plan, Sampler, Stop, Target, MAX_ZIPF_S};
+pub use plan::{AppModel, Mix, Pace, Plan, Sampler, Stop, Target, MAX_ZIPF_S};
 pub use printer::print_text;
 pub use summary::{CliFigures, LabFigures, Summary};
 pub use timeline::{Interval, Tally};

@@ -156,6 +156,21 @@ pub struct Plan {
     /// The targets are this many equal runs, one per server instance: worker `w` sends
     /// only to run `w % groups` (1: every worker uses every target).
     pub groups: usize,
+    /// Target mode: how the user's app is written to and where a read's value is; `None`
+    /// for cachelab's own servers (`PUT ?name=`, the body's `name`).
+    pub app: Option<Arc<AppModel>>,
+}
+
+/// The path and query of a write of `value` to `id`.
+pub type WritePath = Box<dyn Fn(u64, &str) -> String + Send + Sync>;
+
+/// How a mix writes to an app cachelab did not write, and reads its value back.
+pub struct AppModel {
+    pub write_method: Method,
+    /// The write's path and query for an id and the value written.
+    pub write_path: WritePath,
+    /// RFC 6901 pointer to the value in a read's JSON body.
+    pub value_pointer: String,
 }
 
 impl std::fmt::Debug for Plan {
@@ -201,6 +216,7 @@ impl Plan {
             mix: None,
             record_history: false,
             initial_values: HashMap::new(),
+            app: None,
             record_keys: false,
             groups: 1,
         }

@@ -236,9 +236,14 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, inbox: Inbox) -> Out
         let written = (action == Action::Write).then(|| {
             let name = format!("w{}-{index}-{writes}", s.seed);
             writes += 1;
-            path.push(if path.contains('?') { '&' } else { '?' });
-            path.push_str("name=");
-            path.push_str(&name);
+            match &plan.app {
+                Some(app) => path = (app.write_path)(id.unwrap_or(0), &name),
+                None => {
+                    path.push(if path.contains('?') { '&' } else { '?' });
+                    path.push_str("name=");
+                    path.push_str(&name);
+                }
+            }
             name
         });
         let host = &s.hosts[route.host];
@@ -280,9 +285,11 @@ pub(crate) async fn work(shared: Arc<Shared>, index: usize, inbox: Inbox) -> Out
                     action,
                     key,
                     written,
-                    invoke,
-                    complete,
+                    (invoke, complete),
                     result.as_ref().ok(),
+                    plan.app
+                        .as_ref()
+                        .map_or("/name", |app| app.value_pointer.as_str()),
                 ));
             }
         }
@@ -339,7 +346,10 @@ fn build_request(
     let (method, body) = match action {
         Action::Plain => (plan.method.clone(), plan.body.clone()),
         Action::Read => (Method::GET, Bytes::new()),
-        Action::Write => (Method::PUT, Bytes::new()),
+        Action::Write => match &plan.app {
+            Some(app) => (app.write_method.clone(), Bytes::new()),
+            None => (Method::PUT, Bytes::new()),
+        },
     };
     let mut request = Request::new(Full::new(body));
     *request.method_mut() = method;
@@ -361,9 +371,9 @@ fn history_op(
     action: Action,
     key: u64,
     written: Option<String>,
-    invoke: Duration,
-    complete: Duration,
+    (invoke, complete): (Duration, Duration),
     answer: Option<&Answer>,
+    value_pointer: &str,
 ) -> Op {
     let kind = kind_of(action);
     let Some(answer) = answer else {
@@ -377,7 +387,7 @@ fn history_op(
         // A PUT answered 404 wrote nothing: not ok, so it never counts as a finished write.
         OpKind::Write => (written, success),
         OpKind::Read if answer.status == 404 => (None, true),
-        OpKind::Read if success => match name_in(&answer.body) {
+        OpKind::Read if success => match value_in(&answer.body, value_pointer) {
             Some(name) => (Some(name), true),
             None => (None, false),
         },
@@ -412,8 +422,9 @@ fn abandoned(
     }
 }
 
-/// The `name` field of a JSON user.
-fn name_in(body: &[u8]) -> Option<String> {
+/// The value a read returned: the string at `pointer` in its JSON body (`/name` of a
+/// user on cachelab's own servers).
+fn value_in(body: &[u8], pointer: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    value.get("name")?.as_str().map(String::from)
+    value.pointer(pointer)?.as_str().map(String::from)
 }

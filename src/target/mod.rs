@@ -8,5 +8,6 @@ pub mod app;
 pub mod config;
 pub mod model;
 pub mod placeholders;
+pub mod session;
 
 pub use config::{SetupError, Target};

@@ -80,6 +80,18 @@ impl Template {
         out
     }
 
+    /// The template as written, placeholders included (`/users/{id}`).
+    pub fn pattern(&self) -> String {
+        self.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.as_str(),
+                Piece::Id => "{id}",
+                Piece::Value => "{value}",
+            })
+            .collect()
+    }
+
     /// The id in `text` if it is this template with `{id}` filled (no `{value}`).
     pub fn id_of(&self, text: &str) -> Option<u64> {
         let mut rest = text;

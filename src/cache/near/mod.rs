@@ -97,6 +97,8 @@ impl NearCache {
         if k.near_guard && !self.generations.holds(id, ticket) {
             self.l1.remove_exact(id, admitted);
             self.counters.record(Counter::NearGuardDrops);
+        } else {
+            self.counters.record(Counter::NearFills);
         }
     }
 

@@ -163,7 +163,11 @@ fn request(
 }
 
 /// Send one request and describe the answer as JSON: {status, body, cache, ms}.
-async fn send(client: &HttpClient, method: Method, url: &str) -> Result<serde_json::Value, String> {
+pub(super) async fn send(
+    client: &HttpClient,
+    method: Method,
+    url: &str,
+) -> Result<serde_json::Value, String> {
     let request = Request::builder()
         .method(method.clone())
         .uri(url)

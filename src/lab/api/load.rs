@@ -316,6 +316,19 @@ fn plan_from(ctx: &LabContext, function: &str, opts: &Dynamic) -> LabResult<(Pla
             "`keys`, `mix` and `trace` need a path with {id} in it, e.g. \"/users/{id}\"".into(),
         ));
     }
+    if let Some(target) = &ctx.reach.target {
+        // Target mode: a mix writes through the model, and reads' values are found where
+        // model.value points.
+        let write = target.model.write.clone();
+        plan.app = Some(Arc::new(load::AppModel {
+            write_method: write.method.parse().unwrap_or(hyper::Method::PUT),
+            write_path: Box::new(move |id, value| write.path.fill(id, value)),
+            value_pointer: target.model.value.clone(),
+        }));
+        if opts.ids.is_none() {
+            plan.ids = (*target.model.ids.start(), *target.model.ids.end());
+        }
+    }
     plan.seed = opts.seed;
     plan.mix = opts.mix.map(|m| Mix {
         get: m.get,
@@ -380,6 +393,11 @@ fn measured(
     ctx: &LabContext,
     mut plan: Plan,
 ) -> LabResult<impl std::future::Future<Output = Measured> + Send + 'static> {
+    if let (Some(observed), Some(_)) = (ctx.services.observed.clone(), &ctx.reach.target) {
+        return Ok(futures_util::future::Either::Left(observed_run(
+            plan, observed,
+        )));
+    }
     // Spread over the instances: their counters summed; else the current instance's.
     let backends: Vec<_> = if plan.groups > 1 {
         let strategy = ctx.strategy.borrow().clone();
@@ -403,7 +421,7 @@ fn measured(
         let each: Vec<_> = backends.iter().map(|b| b.counters.snapshot()).collect();
         CounterSnapshot::sum(&each)
     };
-    Ok(async move {
+    Ok(futures_util::future::Either::Right(async move {
         let before = snapshot();
         let summary = load::run(plan, Arc::new(Progress::default())).await;
         let delta = snapshot().since(&before);
@@ -418,7 +436,33 @@ fn measured(
             }
         }
         (figures, summary.history)
-    })
+    }))
+}
+
+/// A run against the user's app (target mode): the counter deltas are what the proxies
+/// observed of the app's traffic during the run.
+async fn observed_run(
+    mut plan: Plan,
+    observed: Arc<crate::stack::proxy::observe::Observed>,
+) -> Measured {
+    let sampled = observed.clone();
+    plan.sampler = Some(Arc::new(move || {
+        BTreeMap::from([("db_reads".to_string(), sampled.get("db_reads") as i64)])
+    }));
+    let before = observed.snapshot();
+    let summary = load::run(plan, Arc::new(Progress::default())).await;
+    let after = observed.snapshot();
+    let mut figures = serde_json::to_value(summary.lab_figures()).unwrap_or_default();
+    if let Some(map) = figures.as_object_mut() {
+        for ((name, now), (_, was)) in after.iter().zip(&before) {
+            map.insert(name.to_string(), now.saturating_sub(*was).into());
+        }
+        flatten_timeline(map);
+        if !summary.keys.is_empty() {
+            map.insert("ids".into(), summary.keys.clone().into());
+        }
+    }
+    (figures, summary.history)
 }
 
 /// Each timeline entry as the lab reads it: requests, ok, errors, hits, misses, stale,

@@ -4,6 +4,7 @@
 //! function itself. `def!` registers the function with the engine and records its doc, so
 //! `cachelab api` prints exactly what the engine knows — there is no second list.
 
+pub(crate) mod app;
 mod checks;
 mod compare;
 mod data;
@@ -68,6 +69,7 @@ pub fn register_all(engine: &mut Engine) -> Vec<FnDoc> {
     target::register(&mut registry);
     instances::register(&mut registry);
     http::register(&mut registry);
+    app::register(&mut registry);
     load::register(&mut registry);
     model::register(&mut registry);
     server::register(&mut registry);

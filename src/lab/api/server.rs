@@ -111,6 +111,17 @@ fn set_knob(entry: &SetterEntry, value: &Dynamic) -> LabResult<()> {
             }
         })?;
     context::with(|ctx| {
+        if ctx.reach.target.is_some() {
+            // Target mode: the app has its own settings; only the slow database is ours
+            // to make, as a hold in the Postgres proxy.
+            return match (name, &ctx.services.faults) {
+                ("set_db_delay", Some(faults)) => {
+                    faults.postgres.set_hold(arg_int(name, arg, value)? as u64);
+                    Ok(())
+                }
+                _ => Err(crate::lab::api::app::not_in_target_mode(name)),
+            };
+        }
         ctx.services
             .knobs
             .set(entry.knob, checked)
@@ -124,6 +135,16 @@ fn stats_of(ctx: &LabContext, name: &str) -> LabResult<Map> {
 
 /// The counters of one instance of `name`, or of all of them summed (`None`).
 fn stats_of_instance(ctx: &LabContext, name: &str, index: Option<i64>) -> LabResult<Map> {
+    if let (Some(observed), Some(_)) = (&ctx.services.observed, &ctx.reach.target) {
+        // Target mode: what the proxies counted of the app's traffic.
+        let map: Map = observed
+            .snapshot()
+            .into_iter()
+            .map(|(k, v)| (k.into(), Dynamic::from(v as i64)))
+            .collect();
+        ctx.remember_shape("stats", &map);
+        return Ok(map);
+    }
     ctx.services.server(name).ok_or_else(|| {
         lab_error(format!(
             "stats: argument `name` must be one of {}, got {name:?}",

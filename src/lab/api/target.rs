@@ -15,6 +15,9 @@ pub fn register(r: &mut Registry) {
         |name: Dynamic| -> LabResult<()> {
             let name = arg_str("use_strategy", "name", &name)?;
             context::with(|ctx| {
+                if ctx.reach.target.is_some() {
+                    return Err(super::app::not_in_target_mode("use_strategy"));
+                }
                 if ctx.services.server(&name).is_none() {
                     let known: Vec<&str> = ctx.services.servers.iter().map(|s| s.name).collect();
                     return Err(lab_error(format!(

@@ -5,11 +5,12 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
-use super::delay_line::pump;
+use super::delay_line::{pump, Direction};
+use super::observe::{self, Protocol};
 use super::{Control, Fault, Shared};
 
 /// Serve one accepted client until either side closes, a fault cuts it or the proxy shuts
@@ -31,6 +32,26 @@ pub(super) async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
         // Accepted just before the listener closed.
         return reset_on_close(&[&client]);
     }
+    // An observing Postgres proxy speaks no TLS: it answers SSLRequest (and GSSENCRequest)
+    // with `N` itself, and keeps the first bytes of anything else to send on.
+    let mut first = Vec::new();
+    if matches!(
+        shared.observer.as_ref().map(|o| &o.protocol),
+        Some(Protocol::Postgres)
+    ) {
+        match until_cut(
+            refuse_encryption(&mut client),
+            &shared,
+            &mut control,
+            &mut cut,
+        )
+        .await
+        {
+            Ending::Finished(Ok(bytes)) => first = bytes,
+            Ending::Finished(Err(_)) | Ending::Shutdown => return,
+            Ending::Cut => return reset_on_close(&[&client]),
+        }
+    }
     let connect = TcpStream::connect(shared.upstream.as_str());
     let mut upstream = match until_cut(connect, &shared, &mut control, &mut cut).await {
         Ending::Finished(Ok(upstream)) => upstream,
@@ -49,13 +70,27 @@ pub(super) async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
     for stream in [&client, &upstream] {
         let _ = stream.set_nodelay(true);
     }
+    let tap = shared.observer.as_ref().map(observe::Observer::tap);
     let carried = {
         let (from_client, to_client) = client.split();
         let (from_upstream, to_upstream) = upstream.split();
+        let from_client = AsyncReadExt::chain(&first[..], from_client);
         let both_ways = async {
             tokio::try_join!(
-                pump(from_client, to_upstream, shared.control.subscribe()),
-                pump(from_upstream, to_client, shared.control.subscribe()),
+                pump(
+                    from_client,
+                    to_upstream,
+                    shared.control.subscribe(),
+                    Direction::ToUpstream,
+                    tap.clone(),
+                ),
+                pump(
+                    from_upstream,
+                    to_client,
+                    shared.control.subscribe(),
+                    Direction::ToClient,
+                    tap,
+                ),
             )
         };
         until_cut(both_ways, &shared, &mut control, &mut cut).await
@@ -111,6 +146,19 @@ impl<T, E> Ending<Result<T, E>> {
 fn reset_on_close(streams: &[&TcpStream]) {
     for stream in streams {
         let _ = stream.set_zero_linger();
+    }
+}
+
+/// Answer a Postgres client's encryption requests with `N` (no TLS, no GSS encryption)
+/// until it sends something else; that message's first 8 bytes are returned.
+async fn refuse_encryption(client: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    loop {
+        let mut first = [0u8; 8];
+        client.read_exact(&mut first).await?;
+        if !observe::is_encryption_request(&first) {
+            return Ok(first.to_vec());
+        }
+        client.write_all(b"N").await?;
     }
 }
 

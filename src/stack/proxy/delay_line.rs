@@ -13,7 +13,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::observe::Tap;
 use super::{Control, Fault};
+
+/// Which way a pump carries bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Direction {
+    ToUpstream,
+    ToClient,
+}
 
 /// Read size: large, so a bulk transfer costs few wake-ups.
 const CHUNK: usize = 64 * 1024;
@@ -23,13 +31,22 @@ const MAX_HELD: usize = 4 * 1024 * 1024;
 
 /// Carry bytes from `from` to `to` until `from` ends (then end `to`'s writing side too,
 /// after everything held back has gone) or either side fails. The fault is read from
-/// `control` only when it changes.
+/// `control` only when it changes. What is forwarded is shown to `tap` (target mode), and
+/// toward the client every chunk is held `control.hold_ms` on top of any latency (a slow
+/// database, in the Postgres proxy).
 pub(super) async fn pump(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     mut control: watch::Receiver<Control>,
+    direction: Direction,
+    tap: Option<Tap>,
 ) -> io::Result<()> {
+    let hold_of = |c: &Control| match direction {
+        Direction::ToClient => c.hold_ms,
+        Direction::ToUpstream => 0,
+    };
     let mut fault = control.borrow_and_update().fault;
+    let mut hold = hold_of(&control.borrow());
     let mut line = DelayLine::default();
     let mut buf = BytesMut::with_capacity(CHUNK);
     let mut reading = true;
@@ -50,6 +67,7 @@ pub(super) async fn pump(
                     return Ok(());
                 }
                 fault = control.borrow_and_update().fault;
+                hold = hold_of(&control.borrow());
                 if fault == Some(Fault::Blackhole) {
                     line.clear();
                 }
@@ -63,14 +81,25 @@ pub(super) async fn pump(
                     reading = false;
                     continue;
                 }
+                if let (Some(tap), None | Some(Fault::Latency { .. })) = (&tap, fault) {
+                    match direction {
+                        Direction::ToUpstream => tap.client_sent(&buf),
+                        Direction::ToClient => tap.upstream_sent(&buf),
+                    }
+                }
                 match fault {
+                    None if hold > 0 => {
+                        let release = Instant::now() + Duration::from_millis(hold);
+                        line.push(release, buf.split().freeze());
+                    }
                     None if line.is_empty() => {
                         to.write_all(&buf).await?;
                         buf.clear();
                     }
                     None => line.push(Instant::now(), buf.split().freeze()),
                     Some(Fault::Latency { ms, jitter_ms }) => {
-                        line.push(Instant::now() + delay(ms, jitter_ms), buf.split().freeze());
+                        let wait = delay(ms, jitter_ms) + Duration::from_millis(hold);
+                        line.push(Instant::now() + wait, buf.split().freeze());
                     }
                     // Down is about to cut the connection; a blackhole answers nothing.
                     Some(Fault::Down | Fault::Blackhole) => buf.clear(),

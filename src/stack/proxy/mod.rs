@@ -1,12 +1,14 @@
 //! An in-process TCP proxy that can inject faults between the strategy servers and Redis or
 //! PostgreSQL. The servers connect through it while a lab's own connections go direct, so a
 //! lab can make the servers suffer (latency, an outage, a blackhole, cut connections) and
-//! still look inside the data stores.
+//! still look inside the data stores. In target mode a proxy also observes: it decodes
+//! the app's RESP or Postgres traffic and counts what the app did (`observe`).
 
 mod connection;
 mod delay_line;
 pub mod kinds;
 mod listener;
+pub mod observe;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,6 +44,23 @@ impl FaultProxy {
     /// Listen on a free loopback port and forward every connection to `upstream`
     /// (`host:port`, resolved for each connection). `name` labels its log lines.
     pub async fn start(name: &'static str, upstream: String) -> anyhow::Result<Self> {
+        Self::start_with(name, upstream, None).await
+    }
+
+    /// The same, decoding and counting what passes through with `observer`.
+    pub async fn start_observing(
+        name: &'static str,
+        upstream: String,
+        observer: observe::Observer,
+    ) -> anyhow::Result<Self> {
+        Self::start_with(name, upstream, Some(observer)).await
+    }
+
+    async fn start_with(
+        name: &'static str,
+        upstream: String,
+        observer: Option<observe::Observer>,
+    ) -> anyhow::Result<Self> {
         let listener = listener::bind("127.0.0.1:0".parse().expect("a socket address"))
             .with_context(|| format!("starting the {name} proxy"))?;
         let addr = listener.local_addr()?;
@@ -50,6 +69,7 @@ impl FaultProxy {
             name,
             upstream,
             addr,
+            observer,
             runtime: tokio::runtime::Handle::current(),
             listener: Mutex::new(Some(listener)),
             control,
@@ -90,6 +110,12 @@ impl FaultProxy {
         self.shared.apply(None);
     }
 
+    /// Hold everything the upstream answers `ms` before it goes on to the client (0: not
+    /// at all): in front of Postgres, every query's answer comes `ms` later.
+    pub fn set_hold(&self, ms: u64) {
+        self.shared.control.send_modify(|c| c.hold_ms = ms);
+    }
+
     /// The fault in force, if any.
     pub fn fault(&self) -> Option<Fault> {
         self.shared.control.borrow().fault
@@ -120,6 +146,8 @@ struct Shared {
     name: &'static str,
     upstream: String,
     addr: SocketAddr,
+    /// Decodes and counts the traffic (target mode).
+    observer: Option<observe::Observer>,
     /// Lets `set` and `heal` bind the listener from any thread (a lab script's, say).
     runtime: tokio::runtime::Handle,
     /// `None` while Down (really not listening, so connects are refused), after shutdown,
@@ -182,4 +210,6 @@ struct Control {
     /// Bumped whenever a Blackhole is set: connections that lived through one are cut when
     /// it ends.
     blackholes: u64,
+    /// How long answers toward the client are held (`set_hold`).
+    hold_ms: u64,
 }
