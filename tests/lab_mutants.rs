@@ -27,7 +27,7 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         lab: "early-refresh",
         shadow: "fn set_protection(m) {}",
-        failing: "xfetch: hot keys hardly ever expire under their readers",
+        failing: "xfetch: hot keys seldom expire under their readers",
     },
     Mutant {
         lab: "pool-exhaustion",
