@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use knob::{Flag, Input, Kind, KnobType, Range, Setter, Unit, Value};
+pub use knob::{Flag, Input, Kind, KnobType, Range, Refused, Setter, Unit, Value};
 use knob::{DAY_MS, MINUTE_MS, SECOND_MS, YEAR_MS};
 
 /// One knob of `Settings`.
@@ -321,7 +321,7 @@ impl Knobs {
     }
 
     /// Set one knob to a value its `Knob::check` returned.
-    pub fn set(&self, knob: &Knob, value: Value) -> Result<(), String> {
+    pub fn set(&self, knob: &Knob, value: Value) -> Result<(), Refused> {
         // Tried on a copy first, so a value of the wrong kind is an error, not a no-op.
         knob.put(&mut self.get(), value)?;
         self.update(|k| {
@@ -471,7 +471,7 @@ mod tests {
             let range = knob.describe_range(unit);
             let refused = |input: Input| {
                 let err = knob.check(unit, input).unwrap_err();
-                assert!(err.contains(&range), "{}: {err}", knob.field);
+                assert!(err.0.contains(&range), "{}: {err}", knob.field);
             };
             match knob.range {
                 Range::Whole { lo, hi } => {
@@ -498,7 +498,7 @@ mod tests {
                             }
                             Err(err) => {
                                 assert!(open, "{}: {end} refused", knob.field);
-                                assert!(err.contains(&range), "{err}");
+                                assert!(err.0.contains(&range), "{err}");
                             }
                         }
                     }
@@ -514,7 +514,7 @@ mod tests {
                         assert_eq!(knob.get(&settings), Value::Name(name));
                     }
                     let err = knob.check(unit, Input::Name("mutex")).unwrap_err();
-                    assert!(err.contains(&names.join(", ")), "{err}");
+                    assert!(err.0.contains(&names.join(", ")), "{err}");
                 }
                 Range::Switch => {
                     for on in [true, false] {
@@ -571,7 +571,7 @@ mod tests {
                 .check(unit, Input::Whole(given))
                 .unwrap_err();
             assert!(
-                err.contains(range) && err.contains(&format!("got {given}")),
+                err.0.contains(range) && err.0.contains(&format!("got {given}")),
                 "{field} {given}: {err}"
             );
         }
@@ -579,12 +579,13 @@ mod tests {
         assert!(jitter
             .parse_flag("500")
             .unwrap_err()
+            .0
             .contains("[0, 100] percent"));
         let ratio = find("refresh_ratio").unwrap();
-        assert!(ratio.parse_flag("1").unwrap_err().contains("(0, 1)"));
+        assert!(ratio.parse_flag("1").unwrap_err().0.contains("(0, 1)"));
         let beta = find("xfetch_beta").unwrap();
-        assert!(beta.parse_flag("0").unwrap_err().contains("(0, 100]"));
-        assert!(beta.parse_flag("lots").unwrap_err().contains("a number"));
+        assert!(beta.parse_flag("0").unwrap_err().0.contains("(0, 100]"));
+        assert!(beta.parse_flag("lots").unwrap_err().0.contains("a number"));
     }
 
     #[test]

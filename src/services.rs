@@ -516,10 +516,8 @@ impl Services {
         }
         // Target mode: the app's counts start at zero (the reset's own pings excluded),
         // and no query answer is held.
-        if let Some(faults) = &self.faults {
+        if let (Some(faults), Some(observed)) = (&self.faults, &self.observed) {
             faults.postgres.set_hold(0);
-        }
-        if let Some(observed) = &self.observed {
             observed.reset();
         }
         drop(quiet);

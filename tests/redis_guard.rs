@@ -39,7 +39,9 @@ impl Lab {
     /// The guard's verdict on `words`.
     async fn verdict(&mut self, access: Access, words: &[&str]) -> Result<(), String> {
         let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-        check(&self.table, access, &words, &mut self.conn).await
+        check(&self.table, access, &words, &mut self.conn)
+            .await
+            .map_err(|refused| refused.0)
     }
 
     /// What a lab's `redis(words)` would do: the guard, then Redis.

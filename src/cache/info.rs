@@ -178,9 +178,12 @@ fn key_values(text: &str) -> Option<Vec<(String, f64)>> {
         .collect()
 }
 
+/// What a Redis size is written like, for the message that refuses one.
+pub const SIZE_EXAMPLES: &str = "100000, 512kb, 2mb, 1gb";
+
 /// A Redis size as `redis.conf` and `redis-cli` write it: `100`, `2mb`, `1gb`, `512k`
-/// (k/m/g are powers of 1000, kb/mb/gb of 1024).
-pub fn parse_size(text: &str) -> Result<u64, String> {
+/// (k/m/g are powers of 1000, kb/mb/gb of 1024); `None` for anything else.
+pub fn parse_size(text: &str) -> Option<u64> {
     let lower = text.trim().to_ascii_lowercase();
     let split = lower
         .find(|c: char| !c.is_ascii_digit())
@@ -194,17 +197,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mb" => 1024 * 1024,
         "g" => 1000 * 1000 * 1000,
         "gb" => 1024 * 1024 * 1024,
-        _ => {
-            return Err(format!(
-                "{text:?} is not a Redis size (e.g. 100000, 512kb, 2mb, 1gb)"
-            ))
-        }
+        _ => return None,
     };
     digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(scale))
-        .ok_or_else(|| format!("{text:?} is not a Redis size (e.g. 100000, 512kb, 2mb, 1gb)"))
 }
 
 /// Each master's maxmemory when a cluster's total is `total` and the masters use `used`
@@ -233,8 +231,8 @@ mod tests {
         assert_eq!(super::parse_size("1GB").unwrap(), 1024 * 1024 * 1024);
         assert_eq!(super::parse_size("512k").unwrap(), 512_000);
         assert_eq!(super::parse_size("1000").unwrap(), 1000);
-        assert!(super::parse_size("2 tb").is_err());
-        assert!(super::parse_size("mb").is_err());
+        assert!(super::parse_size("2 tb").is_none());
+        assert!(super::parse_size("mb").is_none());
     }
 
     #[test]

@@ -7,6 +7,19 @@
 
 use std::fmt;
 
+/// Why a knob refused a value: the message names the knob's range in the unit the value
+/// was given in ("must be in 1..=31536000 s (up to 1 year), got 0").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 pub const SECOND_MS: u64 = 1000;
 pub const MINUTE_MS: u64 = 60 * SECOND_MS;
 pub const HOUR_MS: u64 = 60 * MINUTE_MS;
@@ -324,17 +337,25 @@ impl<S: Default> Knob<S> {
     }
 
     /// Set it in `settings` to a value `check` returned.
-    pub fn put(&self, settings: &mut S, value: Value) -> Result<(), String> {
+    pub fn put(&self, settings: &mut S, value: Value) -> Result<(), Refused> {
         if (self.write)(settings, value) {
             Ok(())
         } else {
-            Err(format!("the {} knob does not take {value:?}", self.field))
+            Err(Refused(format!(
+                "the {} knob does not take {value:?}",
+                self.field
+            )))
         }
     }
 
     /// `input`, given in `unit` (a flag's or a setter's), as a value of this knob — or,
-    /// when it is outside the range, a message that names the range in that unit.
-    pub fn check(&self, unit: Unit, input: Input) -> Result<Value, String> {
+    /// when it is outside the range, why, naming the range in that unit.
+    pub fn check(&self, unit: Unit, input: Input) -> Result<Value, Refused> {
+        self.judge(unit, input).map_err(Refused)
+    }
+
+    /// `check`'s verdict, its refusal as text.
+    fn judge(&self, unit: Unit, input: Input) -> Result<Value, String> {
         let refused = || format!("must be in {}, got {input}", self.describe_range(unit));
         match (self.range, input) {
             (Range::Whole { lo, hi }, Input::Whole(n)) => {
@@ -352,7 +373,7 @@ impl<S: Default> Knob<S> {
                 "must be a whole number in {}, got {input}",
                 self.describe_range(unit)
             )),
-            (Range::Real { .. }, Input::Whole(n)) => self.check(unit, Input::Real(n as f64)),
+            (Range::Real { .. }, Input::Whole(n)) => self.judge(unit, Input::Real(n as f64)),
             (
                 Range::Real {
                     lo,
@@ -393,29 +414,29 @@ impl<S: Default> Knob<S> {
     }
 
     /// A flag's text as a value of this knob (the flag's unit), or what is wrong with it.
-    pub fn parse_flag(&self, text: &str) -> Result<Value, String> {
+    pub fn parse_flag(&self, text: &str) -> Result<Value, Refused> {
         let input = match self.kind() {
             Kind::Whole => Input::Whole(text.trim().parse().map_err(|_| {
-                format!(
+                Refused(format!(
                     "must be a whole number in {}, got {text:?}",
                     self.describe_range(self.flag.unit)
-                )
+                ))
             })?),
             Kind::Real => Input::Real(text.trim().parse().map_err(|_| {
-                format!(
+                Refused(format!(
                     "must be a number in {}, got {text:?}",
                     self.describe_range(self.flag.unit)
-                )
+                ))
             })?),
             Kind::Name => Input::Name(text),
             Kind::Switch => Input::Switch(match text.trim() {
                 "on" | "true" | "yes" => true,
                 "off" | "false" | "no" => false,
                 _ => {
-                    return Err(format!(
+                    return Err(Refused(format!(
                         "must be {}, got {text:?}",
                         self.describe_range(self.flag.unit)
-                    ))
+                    )))
                 }
             }),
         };

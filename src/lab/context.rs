@@ -381,7 +381,7 @@ impl LabContext {
         *self.commands.borrow_mut() = Some(table.clone());
         let access = Access::for_stack(self.services.stack.may_flush_redis);
         self.block_on(async move { check(&table, access, words, &mut conn).await })?
-            .map_err(lab_error)
+            .map_err(|refused| lab_error(refused.0))
     }
 
     /// Remember the fields of a map a lab function returned (for error messages).

@@ -126,27 +126,39 @@ pub async fn check(
     access: Access,
     words: &[String],
     conn: &mut impl ConnectionLike,
-) -> Result<(), String> {
+) -> Result<(), Refused> {
     let Some(found) = table.lookup(words) else {
         return Ok(());
     };
     if let Some(refusal) = stack_refusal(table, &found, words) {
-        return Err(format!("{}: {refusal}", shown(words)));
+        return Err(Refused(format!("{}: {refusal}", shown(words))));
     }
     if access == Access::Full {
         return Ok(());
     }
     match restricted_refusal(&found, words, conn).await {
         Ok(()) => Ok(()),
-        Err(why) => Err(format!(
+        Err(why) => Err(Refused(format!(
             "{}: {} is refused on an external Redis without --allow-flush: only read-only \
              commands and writes to user:* keys are allowed{}",
             shown(words),
             found.display(),
             why.map(|w| format!(" ({w})")).unwrap_or_default()
-        )),
+        ))),
     }
 }
+
+/// A command the guard refused, with the one line the lab sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 // ---- Refused on every stack -------------------------------------------------------------
 

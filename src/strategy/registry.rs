@@ -68,15 +68,27 @@ impl StrategyKind {
     }
 
     /// `find` as a clap value parser: an unknown name lists the known ones.
-    pub fn parse(name: &str) -> Result<Self, String> {
-        Self::find(name).ok_or_else(|| {
-            format!(
-                "unknown strategy {name:?}; known: {}",
-                Self::names().join(", ")
-            )
-        })
+    pub fn parse(name: &str) -> Result<Self, UnknownStrategy> {
+        Self::find(name).ok_or_else(|| UnknownStrategy(name.to_string()))
     }
 }
+
+/// A strategy name no strategy has; its message lists the known ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownStrategy(pub String);
+
+impl std::fmt::Display for UnknownStrategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "unknown strategy {:?}; known: {}",
+            self.0,
+            StrategyKind::names().join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownStrategy {}
 
 #[cfg(test)]
 mod tests {
@@ -110,6 +122,7 @@ mod tests {
         assert_eq!(count(StrategyKind::CacheAside), StrategyKind::ALL.len());
         assert!(StrategyKind::parse("lru")
             .unwrap_err()
+            .to_string()
             .contains("write-behind"));
     }
 }

@@ -9,7 +9,7 @@
 use rhai::{Array, Dynamic, Map};
 
 use super::{def, Registry};
-use crate::cache::info::{caps_sharing, parse_size, Info, InfoValue};
+use crate::cache::info::{caps_sharing, parse_size, Info, InfoValue, SIZE_EXAMPLES};
 use crate::cache::RedisConn;
 use crate::lab::context::{self, LabContext};
 use crate::lab::convert::{arg_array, arg_count, arg_str, lab_error, to_json, LabResult};
@@ -139,7 +139,11 @@ pub fn register(r: &mut Registry) {
             let policy = arg_str("set_policy", "policy", &policy)?;
             let bytes = if maxmemory.is_string() {
                 let text = arg_str("set_policy", "maxmemory", &maxmemory)?;
-                parse_size(&text).map_err(|e| lab_error(format!("set_policy: {e}")))?
+                parse_size(&text).ok_or_else(|| {
+                    lab_error(format!(
+                        "set_policy: {text:?} is not a Redis size (e.g. {SIZE_EXAMPLES})"
+                    ))
+                })?
             } else {
                 arg_count("set_policy", "maxmemory", &maxmemory)?
             };

@@ -15,6 +15,10 @@ use std::sync::Arc;
 
 use super::counts::{Observed, Seen};
 
+/// How much of each command argument is looked at (keys longer than this are not matched
+/// whole).
+const MAX_ARG: usize = 512;
+
 /// Nesting deeper than this is treated as a stream we cannot follow.
 const MAX_DEPTH: usize = 64;
 
@@ -241,8 +245,10 @@ impl Conversation {
                 let args: Vec<String> = items
                     .iter()
                     .map(|f| match f {
+                        // Names and keys are short; a value is never needed whole.
                         Frame::Bulk(r) | Frame::Line(_, r) => {
-                            String::from_utf8_lossy(&buf[r.clone()]).into_owned()
+                            let end = r.end.min(r.start + MAX_ARG);
+                            String::from_utf8_lossy(&buf[r.start..end]).into_owned()
                         }
                         _ => String::new(),
                     })

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The observing proxies' overhead (target mode): redis-benchmark -t get,set -P 1 -c 50 and
+# pgbench -S -c 8, each direct and through the proxy, in one run; prints each ratio
+# (target: proxied >= 0.7 x direct). Uses a throw-away redis-server on a free port and a
+# scratch database on the machine's Postgres (127.0.0.1:5432, user postgres), dropped at
+# the end. Build first: cargo build --release --example proxy_overhead
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=target/release/examples/proxy_overhead
+[ -x "$bin" ] || { echo "build first: cargo build --release --example proxy_overhead" >&2; exit 2; }
+REQUESTS=${REQUESTS:-200000}
+SECONDS_PG=${SECONDS_PG:-10}
+PG="-h 127.0.0.1 -p 5432 -U postgres"
+db=cachelab_proxy_bench_$$
+tmp=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+
+redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
+  --daemonize no >"$tmp/redis.log" 2>&1 &
+redis_pid=$!
+psql $PG -qc "CREATE DATABASE $db" >/dev/null
+# PLAIN=1: the fault proxy without decoding, to tell the proxying from the observing.
+exec 3> >("$bin" "127.0.0.1:$port" 127.0.0.1:5432 ${PLAIN:+--plain} >"$tmp/proxy.out")
+cleanup() {
+  exec 3>&- || true
+  kill "$redis_pid" 2>/dev/null || true
+  psql $PG -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+for _ in $(seq 50); do
+  [ "$(wc -l <"$tmp/proxy.out" 2>/dev/null || echo 0)" -ge 2 ] && break
+  sleep 0.1
+done
+redis_proxy=$(awk '/^redis /{print $2}' "$tmp/proxy.out")
+pg_proxy=$(awk '/^postgres /{print $2}' "$tmp/proxy.out")
+pgbench $PG -i -s 1 -q "$db" >/dev/null 2>&1
+
+rb() { # host port -> "get set" requests per second
+  redis-benchmark -h "$1" -p "$2" -t get,set -P 1 -c 50 -n "$REQUESTS" -q 2>/dev/null |
+    tr '\r' '\n' | awk '$2 ~ /^[0-9.]+$/ && $3 == "requests" {
+      if ($1 == "SET:") set = int($2); if ($1 == "GET:") get = int($2) } END { print get, set }'
+}
+pb() { # host port -> transactions per second
+  pgbench -h "$1" -p "$2" -U postgres -S -c 8 -j 2 -T "$SECONDS_PG" "$db" 2>/dev/null |
+    awk '/^tps/{print int($3)}'
+}
+read -r d_get d_set < <(rb 127.0.0.1 "$port")
+read -r p_get p_set < <(rb "${redis_proxy%:*}" "${redis_proxy##*:}")
+d_pg=$(pb 127.0.0.1 5432)
+p_pg=$(pb "${pg_proxy%:*}" "${pg_proxy##*:}")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b/a}'; }
+printf '%-34s %12s %12s %7s\n' "benchmark" "direct" "proxied" "ratio"
+printf '%-34s %12s %12s %7s\n' "redis-benchmark GET -P 1 -c 50" "$d_get" "$p_get" "$(ratio "$d_get" "$p_get")"
+printf '%-34s %12s %12s %7s\n' "redis-benchmark SET -P 1 -c 50" "$d_set" "$p_set" "$(ratio "$d_set" "$p_set")"
+printf '%-34s %12s %12s %7s\n' "pgbench -S -c 8 (tps)" "$d_pg" "$p_pg" "$(ratio "$d_pg" "$p_pg")"
