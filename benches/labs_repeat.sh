@@ -21,7 +21,9 @@ for lab in "${LABS[@]}"; do
     if "$BIN" run "$lab" "${json[@]}" > /dev/null 2>&1; then pass=$((pass + 1)); fi
     times+=("$(( ($(date +%s%N) - t0) / 1000000 ))")
   done
-  echo "$lab: $pass/$TIMES passed; wall ms: ${times[*]}"
+  sorted=($(printf '%s\n' "${times[@]}" | sort -n))
+  median=${sorted[$(( ${#sorted[@]} / 2 ))]}
+  echo "$lab: $pass/$TIMES passed; wall ms: median $median, min ${sorted[0]}, max ${sorted[-1]}; ${times[*]}"
 done
 for _ in 1 2 3; do
   t0=$(date +%s%N)

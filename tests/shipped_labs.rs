@@ -15,7 +15,17 @@ fn the_shipped_labs_all_pass() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    for lab in ["stampede", "eviction", "consistency", "upsert"] {
+    for lab in [
+        "stampede",
+        "eviction",
+        "consistency",
+        "upsert",
+        "pool-exhaustion",
+        "write-behind-loss",
+        "popularity-shift",
+        "ttl-tradeoff",
+        "write-through-race",
+    ] {
         assert!(
             stdout.contains(&format!("labs/{lab}.rhai")),
             "{lab} did not run:\n{stdout}"
