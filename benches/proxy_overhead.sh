@@ -47,6 +47,17 @@ pb() { # host port -> transactions per second
 }
 read -r d_get d_set < <(rb 127.0.0.1 "$port")
 read -r p_get p_set < <(rb "${redis_proxy%:*}" "${redis_proxy##*:}")
+# A peer: the same hop through socat (a plain TCP relay, no decoding), when installed, to
+# tell the cost of any extra hop on this machine from the cost of ours.
+s_get=-; s_set=-
+if command -v socat >/dev/null 2>&1; then
+  sport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  socat "TCP-LISTEN:$sport,bind=127.0.0.1,fork,reuseaddr" "TCP:127.0.0.1:$port" &
+  socat_pid=$!
+  sleep 0.3
+  read -r s_get s_set < <(rb 127.0.0.1 "$sport")
+  kill "$socat_pid" 2>/dev/null || true
+fi
 d_pg=$(pb 127.0.0.1 5432)
 p_pg=$(pb "${pg_proxy%:*}" "${pg_proxy##*:}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b/a}'; }
@@ -54,3 +65,7 @@ printf '%-34s %12s %12s %7s\n' "benchmark" "direct" "proxied" "ratio"
 printf '%-34s %12s %12s %7s\n' "redis-benchmark GET -P 1 -c 50" "$d_get" "$p_get" "$(ratio "$d_get" "$p_get")"
 printf '%-34s %12s %12s %7s\n' "redis-benchmark SET -P 1 -c 50" "$d_set" "$p_set" "$(ratio "$d_set" "$p_set")"
 printf '%-34s %12s %12s %7s\n' "pgbench -S -c 8 (tps)" "$d_pg" "$p_pg" "$(ratio "$d_pg" "$p_pg")"
+if [ "$s_get" != - ]; then
+  printf '%-34s %12s %12s %7s\n' "peer: socat relay, GET" "$d_get" "$s_get" "$(ratio "$d_get" "$s_get")"
+  printf '%-34s %12s %12s %7s\n' "peer: socat relay, SET" "$d_set" "$s_set" "$(ratio "$d_set" "$s_set")"
+fi
