@@ -238,35 +238,9 @@ fn histogram(summary: &Summary) -> Vec<Bucket> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::timeline::{Event, Outcome, Tally};
-    use std::time::Duration;
 
     fn summary(latencies_us: &[u64]) -> Summary {
-        let mut tally = Tally::default();
-        for &micros in latencies_us {
-            tally.record(&Event {
-                at: Duration::ZERO,
-                latency: Duration::from_micros(micros),
-                write: false,
-                outcome: Outcome::Response {
-                    status: 200,
-                    cache: None,
-                    body_bytes: 0,
-                },
-            });
-        }
-        Summary {
-            tally,
-            elapsed: Duration::from_millis(700),
-            seed: 1,
-            cancelled: false,
-            mixed: false,
-            interval: Duration::from_millis(100),
-            timeline: Vec::new(),
-            history: Vec::new(),
-            consistency: None,
-            keys: Vec::new(),
-        }
+        crate::load::summary::summary_of(latencies_us)
     }
 
     #[test]

@@ -106,38 +106,45 @@ impl Summary {
     }
 }
 
+/// A finished run of successful GETs with these latencies over 700 ms, for unit tests of
+/// the views of a run.
+#[cfg(test)]
+pub(crate) fn summary_of(latencies_us: &[u64]) -> Summary {
+    use crate::load::timeline::{Event, Outcome};
+    let mut tally = Tally::default();
+    for &micros in latencies_us {
+        tally.record(&Event {
+            at: Duration::ZERO,
+            latency: Duration::from_micros(micros),
+            write: false,
+            outcome: Outcome::Response {
+                status: 200,
+                cache: None,
+                body_bytes: 0,
+            },
+        });
+    }
+    Summary {
+        tally,
+        elapsed: Duration::from_millis(700),
+        seed: 1,
+        cancelled: false,
+        mixed: false,
+        interval: Duration::from_millis(100),
+        timeline: Vec::new(),
+        history: Vec::new(),
+        consistency: None,
+        keys: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::timeline::{Event, Outcome};
 
     #[test]
     fn figures_are_rounded_to_the_microsecond_and_rps_to_a_tenth() {
-        let mut tally = Tally::default();
-        for micros in [1016, 1500, 2000] {
-            tally.record(&Event {
-                at: Duration::ZERO,
-                latency: Duration::from_micros(micros),
-                write: false,
-                outcome: Outcome::Response {
-                    status: 200,
-                    cache: None,
-                    body_bytes: 0,
-                },
-            });
-        }
-        let summary = Summary {
-            tally,
-            elapsed: Duration::from_millis(700),
-            seed: 1,
-            cancelled: false,
-            mixed: false,
-            interval: Duration::from_millis(100),
-            timeline: Vec::new(),
-            history: Vec::new(),
-            consistency: None,
-            keys: Vec::new(),
-        };
+        let summary = summary_of(&[1016, 1500, 2000]);
         assert_eq!(summary.fastest_ms(), 1.016);
         assert_eq!(summary.average_ms(), 1.505);
         assert_eq!(summary.rps(), 4.3);

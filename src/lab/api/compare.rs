@@ -28,23 +28,8 @@ pub fn register(r: &mut Registry) {
         "checks",
         "check_ge(name: string, actual: number, bound: number) -> bool",
         "A check that actual >= bound; the report prints both.",
-        |call: NativeCallContext,
-         name: Dynamic,
-         actual: Dynamic,
-         bound: Dynamic|
-         -> LabResult<bool> {
-            let (a, b) = (
-                arg_num("check_ge", "actual", &actual)?,
-                arg_num("check_ge", "bound", &bound)?,
-            );
-            record(
-                &call,
-                "check_ge",
-                &name,
-                &actual,
-                format!(">= {}", number(b)),
-                a >= b,
-            )
+        |call: NativeCallContext, name: Dynamic, actual: Dynamic, bound: Dynamic| {
+            against_bound(&call, Bound::AtLeast, &name, &actual, &bound)
         }
     );
     def!(
@@ -52,23 +37,8 @@ pub fn register(r: &mut Registry) {
         "checks",
         "check_le(name: string, actual: number, bound: number) -> bool",
         "A check that actual <= bound; the report prints both.",
-        |call: NativeCallContext,
-         name: Dynamic,
-         actual: Dynamic,
-         bound: Dynamic|
-         -> LabResult<bool> {
-            let (a, b) = (
-                arg_num("check_le", "actual", &actual)?,
-                arg_num("check_le", "bound", &bound)?,
-            );
-            record(
-                &call,
-                "check_le",
-                &name,
-                &actual,
-                format!("<= {}", number(b)),
-                a <= b,
-            )
+        |call: NativeCallContext, name: Dynamic, actual: Dynamic, bound: Dynamic| {
+            against_bound(&call, Bound::AtMost, &name, &actual, &bound)
         }
     );
     def!(
@@ -137,6 +107,41 @@ pub fn register(r: &mut Registry) {
                 context::with(|ctx| ctx.block_on(tokio::time::sleep(POLL)))?;
             }
         });
+}
+
+/// Which side of its bound `check_ge`/`check_le` wants the value on.
+#[derive(Clone, Copy)]
+enum Bound {
+    AtLeast,
+    AtMost,
+}
+
+/// `check_ge` or `check_le`: a recorded check that `actual` is on the right side of `bound`.
+fn against_bound(
+    call: &NativeCallContext,
+    side: Bound,
+    name: &Dynamic,
+    actual: &Dynamic,
+    bound: &Dynamic,
+) -> LabResult<bool> {
+    let (function, sign) = match side {
+        Bound::AtLeast => ("check_ge", ">="),
+        Bound::AtMost => ("check_le", "<="),
+    };
+    let a = arg_num(function, "actual", actual)?;
+    let b = arg_num(function, "bound", bound)?;
+    let pass = match side {
+        Bound::AtLeast => a >= b,
+        Bound::AtMost => a <= b,
+    };
+    record(
+        call,
+        function,
+        name,
+        actual,
+        format!("{sign} {}", number(b)),
+        pass,
+    )
 }
 
 /// A number as the report prints it: integers without a decimal point.
