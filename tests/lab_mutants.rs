@@ -37,7 +37,10 @@ const MUTANTS: &[Mutant] = &[
     Mutant {
         lab: "avalanche",
         shadow: "fn set_ttl_jitter(p) {}",
-        failing: "with jitter the expiries are spread",
+        // The relative check: with jitter off both peaks are alike in any build, while the
+        // absolute "≤ 200 per 100 ms" one passes whenever the servers cannot read faster
+        // than that (a debug build on a busy machine peaked at 141-151).
+        failing: "without jitter they come together",
     },
     Mutant {
         lab: "penetration",
