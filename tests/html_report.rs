@@ -422,6 +422,11 @@ check("the load ran", r.requests > 0);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("fault redis down"), "{}", r.stdout);
     assert!(r.stdout.contains("heal redis"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("▸ through the outage: "),
+        "the text names the load by its label: {}",
+        r.stdout
+    );
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(&json_path).unwrap()).unwrap();
     let load = report["labs"][0]["events"]
