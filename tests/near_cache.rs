@@ -7,7 +7,7 @@
 
 mod common;
 
-use cachelab::counters::Counter;
+use cachelab::counters::{Counter, CounterSnapshot};
 use cachelab::knobs::{NearMode, WriteGuard};
 use cachelab::services::Services;
 use cachelab::stack::proxy::Fault;
@@ -24,6 +24,16 @@ fn name(answer: &Answer) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
+}
+
+/// The cache-aside server's counters now.
+fn cache_aside_counters(services: &Services) -> CounterSnapshot {
+    services
+        .server("cache-aside")
+        .unwrap()
+        .backend
+        .counters
+        .snapshot()
 }
 
 /// Reads of `id` on cache-aside until one is answered from L1 (at most 2 s).
@@ -75,12 +85,7 @@ async fn ttl_mode_answers_from_l1_and_its_staleness_ends_with_near_ttl() {
         fresh,
         "after near_ttl_ms the entry is gone and the new row is read"
     );
-    let c = services
-        .server("cache-aside")
-        .unwrap()
-        .backend
-        .counters
-        .snapshot();
+    let c = cache_aside_counters(&services);
     assert!(c.get(Counter::NearHits) >= 2);
     assert_eq!(
         c.get(Counter::NearFills),
@@ -109,12 +114,7 @@ async fn tracking_mode_drops_an_l1_row_when_anyone_writes_its_key() {
     })
     .await;
     assert!(seen, "the invalidation dropped the old row from L1");
-    let c = services
-        .server("cache-aside")
-        .unwrap()
-        .backend
-        .counters
-        .snapshot();
+    let c = cache_aside_counters(&services);
     assert!(c.get(Counter::NearInvalidations) >= 1, "{c:?}");
     assert!(
         until_near(&services, 12).await,
@@ -214,12 +214,7 @@ async fn without_the_guard_a_fill_that_raced_an_invalidation_stays_stale_in_l1()
     services.knobs.update(|k| k.near_guard = true);
     let kept = l1_after_a_racing_fill(&services, 15).await;
     assert_eq!(kept, None, "guard on: the fill was not admitted");
-    let c = services
-        .server("cache-aside")
-        .unwrap()
-        .backend
-        .counters
-        .snapshot();
+    let c = cache_aside_counters(&services);
     assert!(c.get(Counter::NearGuardDrops) >= 1, "{c:?}");
     assert!(
         c.get(Counter::NearFills) >= 1,
@@ -251,12 +246,7 @@ async fn a_silent_invalidation_link_empties_l1_within_the_heartbeat_and_reads_go
         bypassed,
         "within the heartbeat L1 is dropped and Redis answers"
     );
-    let c = services
-        .server("cache-aside")
-        .unwrap()
-        .backend
-        .counters
-        .snapshot();
+    let c = cache_aside_counters(&services);
     assert!(c.get(Counter::NearFlushes) >= 1);
     link.heal();
     assert!(
