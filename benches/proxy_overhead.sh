@@ -3,7 +3,9 @@
 # pgbench -S -c 8, each direct and through the proxy, in one run; prints each ratio
 # (target: proxied >= 0.7 x direct). Uses a throw-away redis-server on a free port and a
 # scratch database on the machine's Postgres (127.0.0.1:5432, user postgres), dropped at
-# the end. Build first: cargo build --release --example proxy_overhead
+# the end. Also prints the CPU each request cost redis-server (direct run) and the proxy
+# (proxied run): on a machine whose cores the benchmark already fills, the proxy's CPU is
+# what the proxied run loses. Build first: cargo build --release --example proxy_overhead
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release/examples/proxy_overhead
@@ -20,7 +22,8 @@ redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$t
 redis_pid=$!
 psql $PG -qc "CREATE DATABASE $db" >/dev/null
 # PLAIN=1: the fault proxy without decoding, to tell the proxying from the observing.
-exec 3> >("$bin" "127.0.0.1:$port" 127.0.0.1:5432 ${PLAIN:+--plain} >"$tmp/proxy.out")
+exec 3> >(exec "$bin" "127.0.0.1:$port" 127.0.0.1:5432 ${PLAIN:+--plain} >"$tmp/proxy.out")
+proxy_pid=$!
 cleanup() {
   exec 3>&- || true
   kill "$redis_pid" 2>/dev/null || true
@@ -45,8 +48,16 @@ pb() { # host port -> transactions per second
   pgbench -h "$1" -p "$2" -U postgres -S -c 8 -j 2 -T "$SECONDS_PG" "$db" 2>/dev/null |
     awk '/^tps/{print int($3)}'
 }
+# CPU per request (user + system, from /proc): what the hop costs whatever the machine.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+per_request() { # ticks before, after, requests -> microseconds
+  awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.1f", (b - a) * 1e6 / hz / n}'
+}
+r0=$(ticks "$redis_pid")
 read -r d_get d_set < <(rb 127.0.0.1 "$port")
+r1=$(ticks "$redis_pid"); x0=$(ticks "$proxy_pid")
 read -r p_get p_set < <(rb "${redis_proxy%:*}" "${redis_proxy##*:}")
+x1=$(ticks "$proxy_pid")
 # A peer: the same hop through socat (a plain TCP relay, no decoding), when installed, to
 # tell the cost of any extra hop on this machine from the cost of ours.
 s_get=-; s_set=-
@@ -65,6 +76,7 @@ printf '%-34s %12s %12s %7s\n' "benchmark" "direct" "proxied" "ratio"
 printf '%-34s %12s %12s %7s\n' "redis-benchmark GET -P 1 -c 50" "$d_get" "$p_get" "$(ratio "$d_get" "$p_get")"
 printf '%-34s %12s %12s %7s\n' "redis-benchmark SET -P 1 -c 50" "$d_set" "$p_set" "$(ratio "$d_set" "$p_set")"
 printf '%-34s %12s %12s %7s\n' "pgbench -S -c 8 (tps)" "$d_pg" "$p_pg" "$(ratio "$d_pg" "$p_pg")"
+printf '%-34s %12s %12s\n' "CPU per request (us), GET+SET" "redis $(per_request "$r0" "$r1" $((2 * REQUESTS)))" "proxy $(per_request "$x0" "$x1" $((2 * REQUESTS)))"
 if [ "$s_get" != - ]; then
   printf '%-34s %12s %12s %7s\n' "peer: socat relay, GET" "$d_get" "$s_get" "$(ratio "$d_get" "$s_get")"
   printf '%-34s %12s %12s %7s\n' "peer: socat relay, SET" "$d_set" "$s_set" "$(ratio "$d_set" "$s_set")"

@@ -259,11 +259,15 @@ impl Services {
     /// Connect to `processes`' stack, build the users table, and start the servers.
     pub async fn start(processes: SharedStack, options: &ServerOptions) -> anyhow::Result<Self> {
         let stack = processes.lock().unwrap_or_else(|p| p.into_inner()).info();
-        Admin::connect(&stack.database_admin_url, stack.postgres_managed)
-            .await?
-            .prepare(stack.may_reset_data)
-            .await
-            .context("preparing the users table")?;
+        // In target mode an external database is the app's: its tables are its own.
+        let apps_database = options.observe.is_some() && !stack.postgres_managed;
+        if !apps_database {
+            Admin::connect(&stack.database_admin_url, stack.postgres_managed)
+                .await?
+                .prepare(stack.may_reset_data)
+                .await
+                .context("preparing the users table")?;
+        }
         let mut direct = RedisConn::direct(&stack.redis).await?;
         let masters = direct
             .masters()

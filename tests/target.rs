@@ -248,29 +248,35 @@ fn an_app_that_exits_before_it_is_ready_is_a_setup_error_with_its_log() {
 fn an_external_redis_and_postgres_are_reached_through_the_proxies() {
     let tmp = private_tmpdir();
     let database = format!("cachelab_target_{}", std::process::id());
-    let admin = |sql: &str| {
-        let status = std::process::Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-qc",
-                sql,
-            ])
-            .status()
+    let psql = |db: &str, sql: &str| {
+        let out = std::process::Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qAtc", sql])
+            .output()
             .expect("psql");
-        assert!(status.success(), "psql {sql}");
+        assert!(out.status.success(), "psql {sql}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let admin = |sql: &str| {
+        psql("postgres", sql);
     };
     admin(&format!("CREATE DATABASE {database}"));
+    // The app's database is set up as its owner would: cachelab must not touch its tables.
+    psql(&database, include_str!("../schema.sql"));
+    psql(
+        &database,
+        "INSERT INTO users (id, name, email) VALUES (1, 'Ada', 'ada@example.com')",
+    );
     let sections = format!(
         "\n[redis]\nurl = \"redis://127.0.0.1:6379/13\"\n[postgres]\nurl = \"postgres://postgres@127.0.0.1:5432/{database}\"\n"
     );
     let file = target_file(tmp.path(), "app.toml", "", &sections);
     let run = target(&["target", "check", file.to_str().unwrap()], tmp.path());
+    let rows = psql(&database, "SELECT count(*) FROM users");
     admin(&format!("DROP DATABASE {database} WITH (FORCE)"));
+    assert_eq!(
+        rows, "1",
+        "cachelab loaded users into the app's own database"
+    );
     let _ = std::process::Command::new("redis-cli")
         .args(["-n", "13", "DEL", "user:1"])
         .status();

@@ -108,7 +108,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
     // The last lab's loads may still be closing their sockets: room to write the reports.
     lab::wait_for_file_room().await;
-    let run_report = report::RunReport::new(labs);
+    let mut run_report = report::RunReport::new(labs);
+    if let Some(target) = &target {
+        run_report.target = Some(report::TargetApp {
+            url: target.url.clone(),
+            app_log: app
+                .as_ref()
+                .filter(|app| app.pid().is_some())
+                .map(|app| app.log.display().to_string()),
+        });
+    }
     report::text::print_totals(&out, &run_report);
     let mut code = run_report.exit_code();
     if let Some(path) = &args.json {

@@ -97,6 +97,7 @@ async fn exchanges(out: &Printer, target: &Target, services: &Services) -> u8 {
     let Some(observed) = services.observed.clone() else {
         return exit::ERROR;
     };
+    observed.keep_log(true);
     observed.take_log();
     let id = *target.model.ids.start();
     let written = format!("cachelab-check-{}", std::process::id());

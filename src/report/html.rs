@@ -30,6 +30,17 @@ pub fn run_page(report: &RunReport) -> String {
         "<p class=\"totals {verdict}\" id=\"summary\">{}</p>",
         escape(&report.summary_line())
     );
+    if let Some(target) = &report.target {
+        let log = match &target.app_log {
+            Some(log) => format!("; its output: <code>{}</code>", escape(log)),
+            None => String::new(),
+        };
+        let _ = writeln!(
+            body,
+            "<p class=\"subtitle\" id=\"target\">Target mode: the app at <code>{}</code>{log}</p>",
+            escape(&target.url)
+        );
+    }
     body.push_str(&failures(report));
     body.push_str(&labs_table(report));
     for (index, lab) in report.labs.iter().enumerate() {

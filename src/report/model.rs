@@ -160,6 +160,18 @@ pub struct RunReport {
     /// Checks over every lab.
     pub checks_summary: Tally,
     pub labs: Vec<LabReport>,
+    /// Target mode: the app the labs ran against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetApp>,
+}
+
+/// The app of a target-mode run, and where its output went.
+#[derive(Debug, Serialize)]
+pub struct TargetApp {
+    pub url: String,
+    /// The file the app's stdout and stderr were written to (when cachelab started it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_log: Option<String>,
 }
 
 impl RunReport {
@@ -183,6 +195,7 @@ impl RunReport {
             labs_summary,
             checks_summary,
             labs,
+            target: None,
         }
     }
 

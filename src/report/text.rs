@@ -146,6 +146,13 @@ fn print_table(out: &Printer, title: &str, columns: &[String], rows: &[Vec<serde
 
 /// The closing line over all labs and checks.
 pub fn print_totals(out: &Printer, report: &RunReport) {
+    if let Some(target) = &report.target {
+        let log = match &target.app_log {
+            Some(log) => format!(" (the app's output: {log})"),
+            None => String::new(),
+        };
+        out.line(&format!("target mode: {}{log}", target.url));
+    }
     let text = report.summary_line();
     out.line(&if report.exit_code() == 0 {
         out.green(&text)

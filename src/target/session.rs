@@ -13,7 +13,8 @@ use crate::stack::proxy::observe::KeyFilter;
 use crate::stack::{endpoint, RedisTarget, StackOptions};
 
 /// The stack options for `target`: its `[redis]` and `[postgres]` as external servers
-/// (their data reset per lab only if the user allows it with the usual flags), else the
+/// (Redis reset per lab only if the user allows it with the usual flags; the app's own
+/// database never: cachelab neither creates, loads nor rebuilds tables in it), else the
 /// managed ones.
 pub fn stack_options(target: &Target, mut options: StackOptions) -> StackOptions {
     if target.redis_url.is_some() {
@@ -23,6 +24,7 @@ pub fn stack_options(target: &Target, mut options: StackOptions) -> StackOptions
     }
     if target.postgres_url.is_some() {
         options.database_url = target.postgres_url.clone();
+        options.reset_data = false;
     }
     options
 }

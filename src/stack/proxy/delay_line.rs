@@ -41,38 +41,49 @@ pub(super) async fn pump(
     direction: Direction,
     tap: Option<Tap>,
 ) -> io::Result<()> {
-    let hold_of = |c: &Control| match direction {
-        Direction::ToClient => c.hold_ms,
-        Direction::ToUpstream => 0,
-    };
-    let mut fault = control.borrow_and_update().fault;
-    let mut hold = hold_of(&control.borrow());
+    let mut state = State::new(&mut control, direction);
     let mut line = DelayLine::default();
     let mut buf = BytesMut::with_capacity(CHUNK);
     let mut reading = true;
     loop {
+        // A change of fault is seen here, before the next chunk is handled, without waiting
+        // on the channel: waiting registers with it, and every connection shares it.
+        match control.has_changed() {
+            Ok(true) => state.update(&mut control, &mut line),
+            Ok(false) => {}
+            Err(_) => return Ok(()),
+        }
         if !reading && line.is_empty() {
-            if fault == Some(Fault::Blackhole) {
+            if state.fault == Some(Fault::Blackhole) {
                 // A blackhole swallows the end of the stream too; the connection is cut
                 // when the blackhole ends.
                 return std::future::pending().await;
             }
             return to.shutdown().await;
         }
-        let due = line.next_due();
+        let Some(due) = line.next_due() else {
+            // Nothing held back (the healthy path): just read.
+            if from.read_buf(&mut buf).await? == 0 {
+                reading = false;
+            } else {
+                if control.has_changed().unwrap_or(false) {
+                    state.update(&mut control, &mut line);
+                }
+                state
+                    .carry(&mut buf, &mut line, &mut to, tap.as_ref())
+                    .await?;
+            }
+            continue;
+        };
         tokio::select! {
             biased;
             changed = control.changed() => {
                 if changed.is_err() {
                     return Ok(());
                 }
-                fault = control.borrow_and_update().fault;
-                hold = hold_of(&control.borrow());
-                if fault == Some(Fault::Blackhole) {
-                    line.clear();
-                }
+                state.update(&mut control, &mut line);
             }
-            _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+            _ = tokio::time::sleep_until(due) => {
                 let chunk = line.pop().expect("a chunk is due");
                 to.write_all(&chunk).await?;
             }
@@ -81,34 +92,80 @@ pub(super) async fn pump(
                     reading = false;
                     continue;
                 }
-                if let (Some(tap), None | Some(Fault::Latency { .. })) = (&tap, fault) {
-                    match direction {
-                        Direction::ToUpstream => tap.client_sent(&buf),
-                        Direction::ToClient => tap.upstream_sent(&buf),
-                    }
-                }
-                match fault {
-                    None if hold > 0 => {
-                        let release = Instant::now() + Duration::from_millis(hold);
-                        line.push(release, buf.split().freeze());
-                    }
-                    None if line.is_empty() => {
-                        to.write_all(&buf).await?;
-                        buf.clear();
-                    }
-                    None => line.push(Instant::now(), buf.split().freeze()),
-                    Some(Fault::Latency { ms, jitter_ms }) => {
-                        let wait = delay(ms, jitter_ms) + Duration::from_millis(hold);
-                        line.push(Instant::now() + wait, buf.split().freeze());
-                    }
-                    // Down is about to cut the connection; a blackhole answers nothing.
-                    Some(Fault::Down | Fault::Blackhole) => buf.clear(),
-                }
-                if buf.capacity() < CHUNK / 4 {
-                    buf.reserve(CHUNK);
-                }
+                state.carry(&mut buf, &mut line, &mut to, tap.as_ref()).await?;
             }
         }
+    }
+}
+
+/// The fault a pump works under, as last read from the control channel.
+struct State {
+    direction: Direction,
+    fault: Option<Fault>,
+    /// Extra time each chunk toward the client is held (a slow database).
+    hold: u64,
+}
+
+impl State {
+    fn new(control: &mut watch::Receiver<Control>, direction: Direction) -> Self {
+        let mut state = Self {
+            direction,
+            fault: None,
+            hold: 0,
+        };
+        state.update(control, &mut DelayLine::default());
+        state
+    }
+
+    /// Take the control's current fault and hold; a blackhole drops what is held back.
+    fn update(&mut self, control: &mut watch::Receiver<Control>, line: &mut DelayLine) {
+        let now = control.borrow_and_update();
+        self.fault = now.fault;
+        self.hold = match self.direction {
+            Direction::ToClient => now.hold_ms,
+            Direction::ToUpstream => 0,
+        };
+        if self.fault == Some(Fault::Blackhole) {
+            line.clear();
+        }
+    }
+
+    /// Show the chunk just read to `tap`, then send it on, hold it back or drop it, as the
+    /// fault says.
+    async fn carry(
+        &self,
+        buf: &mut BytesMut,
+        line: &mut DelayLine,
+        to: &mut (impl AsyncWrite + Unpin),
+        tap: Option<&Tap>,
+    ) -> io::Result<()> {
+        if let (Some(tap), None | Some(Fault::Latency { .. })) = (tap, self.fault) {
+            match self.direction {
+                Direction::ToUpstream => tap.client_sent(buf),
+                Direction::ToClient => tap.upstream_sent(buf),
+            }
+        }
+        match self.fault {
+            None if self.hold > 0 => {
+                let release = Instant::now() + Duration::from_millis(self.hold);
+                line.push(release, buf.split().freeze());
+            }
+            None if line.is_empty() => {
+                to.write_all(buf).await?;
+                buf.clear();
+            }
+            None => line.push(Instant::now(), buf.split().freeze()),
+            Some(Fault::Latency { ms, jitter_ms }) => {
+                let wait = delay(ms, jitter_ms) + Duration::from_millis(self.hold);
+                line.push(Instant::now() + wait, buf.split().freeze());
+            }
+            // Down is about to cut the connection; a blackhole answers nothing.
+            Some(Fault::Down | Fault::Blackhole) => buf.clear(),
+        }
+        if buf.capacity() < CHUNK / 4 {
+            buf.reserve(CHUNK);
+        }
+        Ok(())
     }
 }
 

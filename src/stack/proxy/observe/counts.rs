@@ -1,8 +1,10 @@
 //! The counts the observing proxies keep, and a short log of what they saw (the keys with
-//! hit or miss, the statements) that `cachelab target check` prints.
+//! hit or miss, the statements) that `cachelab target check` prints. The log is kept only
+//! while asked for: formatting every command would cost the proxies a third of their
+//! throughput under load, and only `target check` reads it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 /// How many recent observations the log keeps.
@@ -31,6 +33,8 @@ pub struct Observed {
     db_writes: AtomicU64,
     db_queries: AtomicU64,
     db_errors: AtomicU64,
+    /// Whether `note` keeps what it is given.
+    logging: AtomicBool,
     log: Mutex<VecDeque<Seen>>,
 }
 
@@ -56,6 +60,16 @@ impl Observed {
             .into_iter()
             .find(|(n, _)| *n == name)
             .map_or(0, |(_, v)| v)
+    }
+
+    /// Start (or stop) keeping the log of what was seen.
+    pub fn keep_log(&self, on: bool) {
+        self.logging.store(on, Relaxed);
+    }
+
+    /// Whether the log is being kept.
+    pub(super) fn logging(&self) -> bool {
+        self.logging.load(Relaxed)
     }
 
     /// Take the log (oldest first), leaving it empty.
@@ -109,7 +123,12 @@ impl Observed {
         self.db_errors.fetch_add(1, Relaxed);
     }
 
-    pub(super) fn note(&self, seen: Seen) {
+    /// Log what `seen` makes, if the log is being kept (it is made only then).
+    pub(super) fn note(&self, seen: impl FnOnce() -> Seen) {
+        if !self.logging.load(Relaxed) {
+            return;
+        }
+        let seen = seen();
         let mut log = self.lock_log();
         if log.len() == LOG_SIZE {
             log.pop_front();

@@ -134,7 +134,7 @@ impl Conversation {
         self.upstream.feed(bytes, &mut untyped, |kind, body| {
             if kind == b'E' {
                 observed.db_error();
-                observed.note(Seen::SqlError(error_message(body)));
+                observed.note(|| Seen::SqlError(error_message(body)));
             }
         });
     }
@@ -151,16 +151,18 @@ fn run(sql: &str, observed: &Observed) {
     let read = matches!(first.as_str(), "SELECT" | "WITH" | "TABLE" | "VALUES");
     let write = matches!(first.as_str(), "INSERT" | "UPDATE" | "DELETE" | "MERGE");
     observed.db_query(read, write);
-    let mut note: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-    if note.len() > NOTE_LEN {
-        let cut = (0..=NOTE_LEN)
-            .rev()
-            .find(|&i| note.is_char_boundary(i))
-            .unwrap_or(0);
-        note.truncate(cut);
-        note.push('…');
-    }
-    observed.note(Seen::Sql(note));
+    observed.note(|| {
+        let mut note: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        if note.len() > NOTE_LEN {
+            let cut = (0..=NOTE_LEN)
+                .rev()
+                .find(|&i| note.is_char_boundary(i))
+                .unwrap_or(0);
+            note.truncate(cut);
+            note.push('…');
+        }
+        Seen::Sql(note)
+    });
 }
 
 /// The `M`essage field of an ErrorResponse body.
@@ -185,6 +187,7 @@ mod tests {
     #[test]
     fn startup_simple_and_extended_queries_are_counted() {
         let (mut c, o) = (Conversation::default(), Observed::default());
+        o.keep_log(true);
         let mut stream = Vec::new();
         let startup = b"\x00\x03\x00\x00user\x00app\x00\x00";
         stream.extend_from_slice(&(startup.len() as u32 + 4).to_be_bytes());

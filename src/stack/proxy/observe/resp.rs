@@ -9,6 +9,7 @@
 //! longer pair with commands, so that connection's reads are no longer judged (its
 //! commands still count); inside MULTI, reads are counted as commands only.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
@@ -131,6 +132,7 @@ fn line(buf: &[u8], at: usize) -> Result<(Range<usize>, usize), Stop> {
 /// One direction's bytes not yet decoded.
 #[derive(Default)]
 struct Stream {
+    /// The start of a frame that has not fully arrived.
     buf: Vec<u8>,
     /// Do not try again before the buffer holds this many bytes.
     need: usize,
@@ -139,25 +141,46 @@ struct Stream {
 }
 
 impl Stream {
-    /// Append `bytes` and hand every complete frame to `each`.
+    /// Hand every complete frame in what came before plus `bytes` to `each`. Whole frames
+    /// are decoded where they arrived; only an incomplete one is copied, to wait for the
+    /// rest.
     fn feed(&mut self, bytes: &[u8], mut each: impl FnMut(&[u8], Frame)) {
         if self.lost {
+            return;
+        }
+        if self.buf.is_empty() {
+            let used = self.frames(bytes, &mut each);
+            if !self.lost {
+                self.buf.extend_from_slice(&bytes[used..]);
+            }
             return;
         }
         self.buf.extend_from_slice(bytes);
         if self.buf.len() < self.need {
             return;
         }
+        let buf = std::mem::take(&mut self.buf);
+        let used = self.frames(&buf, &mut each);
+        if !self.lost {
+            self.buf = buf;
+            self.buf.drain(..used);
+        }
+    }
+
+    /// Decode the frames of `buf` from its start; how many bytes they took. Sets `need`
+    /// for an incomplete frame at the end, `lost` for one that is not RESP.
+    fn frames(&mut self, buf: &[u8], each: &mut impl FnMut(&[u8], Frame)) -> usize {
         let mut pos = 0;
-        while pos < self.buf.len() {
-            let parsed = if self.buf[pos].is_ascii_alphabetic() {
-                inline(&self.buf, pos)
+        self.need = 0;
+        while pos < buf.len() {
+            let parsed = if buf[pos].is_ascii_alphabetic() {
+                inline(buf, pos)
             } else {
-                frame(&self.buf, pos, 0)
+                frame(buf, pos, 0)
             };
             match parsed {
                 Ok((f, end)) => {
-                    each(&self.buf, f);
+                    each(buf, f);
                     pos = end;
                 }
                 Err(Stop::Incomplete(n)) => {
@@ -167,14 +190,11 @@ impl Stream {
                 Err(Stop::Invalid) => {
                     self.lost = true;
                     self.buf = Vec::new();
-                    return;
+                    return buf.len();
                 }
             }
         }
-        self.buf.drain(..pos);
-        if self.buf.is_empty() {
-            self.need = 0;
-        }
+        pos
     }
 }
 
@@ -203,23 +223,81 @@ fn inline(buf: &[u8], at: usize) -> Result<(Frame, usize), Stop> {
     Ok((Frame::Array(words), next))
 }
 
-/// What a command's reply must be checked for.
+/// A command's words, read in place from the buffer it arrived in.
+struct Args<'a> {
+    buf: &'a [u8],
+    items: &'a [Frame],
+}
+
+impl<'a> Args<'a> {
+    fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Word `i` as text (at most `MAX_ARG` bytes of it: names and keys are short, a value
+    /// is never needed whole).
+    fn text(&self, i: usize) -> Option<Cow<'a, str>> {
+        match self.items.get(i)? {
+            Frame::Bulk(r) | Frame::Line(_, r) => {
+                let end = r.end.min(r.start + MAX_ARG);
+                Some(String::from_utf8_lossy(&self.buf[r.start..end]))
+            }
+            _ => Some(Cow::Borrowed("")),
+        }
+    }
+
+    /// The command's name in capitals, or "" for one longer than any we look at.
+    fn name(&self) -> Option<NameBuf> {
+        let Some(Frame::Bulk(r) | Frame::Line(_, r)) = self.items.first() else {
+            return self.items.first().map(|_| NameBuf::default());
+        };
+        let mut name = NameBuf::default();
+        if r.len() <= name.bytes.len() {
+            name.bytes[..r.len()].copy_from_slice(&self.buf[r.clone()]);
+            name.bytes[..r.len()].make_ascii_uppercase();
+            name.len = r.len();
+        }
+        Some(name)
+    }
+}
+
+/// A command name in capitals, kept on the stack.
+#[derive(Default)]
+struct NameBuf {
+    bytes: [u8; 16],
+    len: usize,
+}
+
+impl NameBuf {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or("")
+    }
+}
+
+/// What a command's reply must be checked for. Keys are kept only for the log (`None`
+/// while it is not kept).
 enum Awaiting {
     /// Nothing to judge.
     Nothing,
     /// A single value (GET, GETEX, GETDEL, HGET): a value is a hit, nil a miss.
-    Value(String),
-    /// MGET: each element for the key at its position (`None`: not a cache key).
-    Values(Vec<Option<String>>),
+    Value(Option<String>),
+    /// MGET: for each position, whether its key is a cache key (and the key, for the log).
+    Values(Vec<Option<Option<String>>>),
     /// HGETALL, HMGET: hit if anything came back.
-    Any(String),
+    Any(Option<String>),
 }
 
 /// One connection's RESP conversation.
 pub(super) struct Conversation {
-    is_cache_key: Arc<dyn Fn(&str) -> bool + Send + Sync>,
     client: Stream,
     upstream: Stream,
+    pairing: Pairing,
+}
+
+/// What pairs replies with commands: the commands still waiting, and the modes in which
+/// replies do not pair.
+struct Pairing {
+    is_cache_key: Arc<dyn Fn(&str) -> bool + Send + Sync>,
     awaiting: VecDeque<Awaiting>,
     in_multi: bool,
     /// Replies no longer pair with commands (pub/sub, MONITOR, CLIENT REPLY).
@@ -229,119 +307,115 @@ pub(super) struct Conversation {
 impl Conversation {
     pub(super) fn new(is_cache_key: Arc<dyn Fn(&str) -> bool + Send + Sync>) -> Self {
         Self {
-            is_cache_key,
             client: Stream::default(),
             upstream: Stream::default(),
-            awaiting: VecDeque::new(),
-            in_multi: false,
-            unpaired: false,
+            pairing: Pairing {
+                is_cache_key,
+                awaiting: VecDeque::new(),
+                in_multi: false,
+                unpaired: false,
+            },
         }
     }
 
     pub(super) fn client_sent(&mut self, bytes: &[u8], observed: &Observed) {
-        let mut commands = Vec::new();
+        let pairing = &mut self.pairing;
         self.client.feed(bytes, |buf, frame| {
             if let Frame::Array(items) = frame {
-                let args: Vec<String> = items
-                    .iter()
-                    .map(|f| match f {
-                        // Names and keys are short; a value is never needed whole.
-                        Frame::Bulk(r) | Frame::Line(_, r) => {
-                            let end = r.end.min(r.start + MAX_ARG);
-                            String::from_utf8_lossy(&buf[r.start..end]).into_owned()
-                        }
-                        _ => String::new(),
-                    })
-                    .collect();
-                commands.push(args);
+                pairing.command(&Args { buf, items: &items }, observed);
             }
         });
-        for args in commands {
-            self.command(&args, observed);
-        }
     }
 
     pub(super) fn upstream_sent(&mut self, bytes: &[u8], observed: &Observed) {
-        let mut replies = Vec::new();
+        let pairing = &mut self.pairing;
         self.upstream.feed(bytes, |buf, frame| {
-            if !matches!(frame, Frame::Push | Frame::Attribute) {
-                replies.push(Reply::of(buf, &frame));
-            }
-        });
-        for reply in replies {
-            if self.unpaired {
+            if pairing.unpaired || matches!(frame, Frame::Push | Frame::Attribute) {
                 return;
             }
-            let Some(awaiting) = self.awaiting.pop_front() else {
-                continue;
-            };
-            self.judge(awaiting, reply, observed);
-        }
+            if let Some(awaiting) = pairing.awaiting.pop_front() {
+                judge(awaiting, Reply::of(buf, &frame), observed);
+            }
+        });
     }
+}
 
+impl Pairing {
     /// Count a command the app sent, and note what its reply must be checked for.
-    fn command(&mut self, args: &[String], observed: &Observed) {
-        let Some(name) = args.first().map(|n| n.to_ascii_uppercase()) else {
+    fn command(&mut self, args: &Args, observed: &Observed) {
+        let Some(name) = args.name() else {
             return;
         };
+        let name = name.as_str();
         observed.cache_command();
-        let cache = |i: usize| args.get(i).filter(|k| (self.is_cache_key)(k)).cloned();
+        let logging = observed.logging();
+        let is_cache_key = &self.is_cache_key;
+        let cache = |i: usize| args.text(i).filter(|k| is_cache_key(k));
+        // The key as the log wants it (only while it is kept).
+        let kept = |key: Cow<str>| logging.then(|| key.into_owned());
         let mut awaiting = Awaiting::Nothing;
-        match name.as_str() {
+        match name {
             "GET" | "GETEX" | "HGET" => {
                 if let Some(key) = cache(1) {
-                    awaiting = Awaiting::Value(key);
+                    awaiting = Awaiting::Value(kept(key));
                 }
             }
             "GETDEL" => {
                 if let Some(key) = cache(1) {
                     observed.cache_del(1);
-                    awaiting = Awaiting::Value(key);
+                    awaiting = Awaiting::Value(kept(key));
                 }
             }
             "MGET" => {
-                let keys: Vec<Option<String>> = (1..args.len()).map(cache).collect();
+                let keys: Vec<Option<Option<String>>> =
+                    (1..args.len()).map(|i| cache(i).map(kept)).collect();
                 if keys.iter().any(Option::is_some) {
                     awaiting = Awaiting::Values(keys);
                 }
             }
             "HGETALL" | "HMGET" => {
                 if let Some(key) = cache(1) {
-                    awaiting = Awaiting::Any(key);
+                    awaiting = Awaiting::Any(kept(key));
                 }
             }
             "SET" | "SETEX" | "PSETEX" | "SETNX" | "GETSET" | "HSET" | "HMSET" | "HSETNX" => {
                 if let Some(key) = cache(1) {
                     observed.cache_set();
-                    let options: Vec<&str> = match name.as_str() {
-                        "SET" => args.iter().skip(3).map(String::as_str).collect(),
-                        "SETEX" | "PSETEX" => vec![args.get(2).map_or("", String::as_str)],
-                        _ => Vec::new(),
-                    };
-                    observed.note(Seen::Redis(
-                        format!("{name} {key} {}", options.join(" "))
-                            .trim_end()
-                            .to_string(),
-                    ));
+                    observed.note(|| {
+                        let options: Vec<Cow<str>> = match name {
+                            "SET" => (3..args.len()).filter_map(|i| args.text(i)).collect(),
+                            "SETEX" | "PSETEX" => vec![args.text(2).unwrap_or_default()],
+                            _ => Vec::new(),
+                        };
+                        Seen::Redis(
+                            format!("{name} {key} {}", options.join(" "))
+                                .trim_end()
+                                .to_string(),
+                        )
+                    });
                 }
             }
             "MSET" | "MSETNX" => {
                 for key in (1..args.len()).step_by(2).filter_map(cache) {
                     observed.cache_set();
-                    observed.note(Seen::Redis(format!("{name} {key}")));
+                    observed.note(|| Seen::Redis(format!("{name} {key}")));
                 }
             }
             "DEL" | "UNLINK" => {
-                let keys: Vec<String> = (1..args.len()).filter_map(cache).collect();
+                let keys: Vec<Cow<str>> = (1..args.len()).filter_map(cache).collect();
                 if !keys.is_empty() {
                     observed.cache_del(keys.len() as u64);
-                    observed.note(Seen::Redis(format!("{name} {}", keys.join(" "))));
+                    observed.note(|| Seen::Redis(format!("{name} {}", keys.join(" "))));
                 }
             }
             "MULTI" => self.in_multi = true,
             "EXEC" | "DISCARD" => self.in_multi = false,
             "SUBSCRIBE" | "PSUBSCRIBE" | "SSUBSCRIBE" | "MONITOR" => self.unpaired = true,
-            "CLIENT" if args.get(1).is_some_and(|a| a.eq_ignore_ascii_case("REPLY")) => {
+            "CLIENT"
+                if args
+                    .text(1)
+                    .is_some_and(|a| a.eq_ignore_ascii_case("REPLY")) =>
+            {
                 self.unpaired = true
             }
             _ => {}
@@ -356,30 +430,32 @@ impl Conversation {
             self.awaiting.push_back(awaiting);
         }
     }
+}
 
-    fn judge(&self, awaiting: Awaiting, reply: Reply, observed: &Observed) {
-        let outcome = |key: &str, hit: bool, name: &str| {
-            if hit {
-                observed.hit();
-            } else {
-                observed.miss();
-            }
-            let verdict = if hit { "hit" } else { "miss" };
-            observed.note(Seen::Redis(format!("{name} {key} -> {verdict}")));
-        };
-        match (awaiting, reply) {
-            (Awaiting::Nothing, _) | (_, Reply::Error) => {}
-            (Awaiting::Value(key), reply) => outcome(&key, reply.has_value(), "GET"),
-            (Awaiting::Values(keys), Reply::Many(values)) => {
-                for (key, value) in keys.iter().zip(values) {
-                    if let Some(key) = key {
-                        outcome(key, value, "MGET");
-                    }
+/// Count a reply's hits and misses against what its command awaited.
+fn judge(awaiting: Awaiting, reply: Reply, observed: &Observed) {
+    let outcome = |key: &Option<String>, hit: bool, name: &str| {
+        if hit {
+            observed.hit();
+        } else {
+            observed.miss();
+        }
+        let verdict = if hit { "hit" } else { "miss" };
+        let key = key.as_deref().unwrap_or("");
+        observed.note(|| Seen::Redis(format!("{name} {key} -> {verdict}")));
+    };
+    match (awaiting, reply) {
+        (Awaiting::Nothing, _) | (_, Reply::Error) => {}
+        (Awaiting::Value(key), reply) => outcome(&key, reply.has_value(), "GET"),
+        (Awaiting::Values(keys), Reply::Many(values)) => {
+            for (key, value) in keys.iter().zip(values) {
+                if let Some(key) = key {
+                    outcome(key, value, "MGET");
                 }
             }
-            (Awaiting::Values(_), _) => {}
-            (Awaiting::Any(key), reply) => outcome(&key, reply.has_value(), "HGETALL"),
         }
+        (Awaiting::Values(_), _) => {}
+        (Awaiting::Any(key), reply) => outcome(&key, reply.has_value(), "HGETALL"),
     }
 }
 
@@ -429,13 +505,19 @@ mod tests {
         Conversation::new(Arc::new(|k: &str| k.starts_with("user:")))
     }
 
+    fn observed() -> Observed {
+        let o = Observed::default();
+        o.keep_log(true);
+        o
+    }
+
     fn count(observed: &Observed, name: &str) -> u64 {
         observed.get(name)
     }
 
     #[test]
     fn pipelined_gets_split_anywhere_pair_with_their_replies() {
-        let (mut c, o) = (conversation(), Observed::default());
+        let (mut c, o) = (conversation(), observed());
         let commands = b"*2\r\n$3\r\nGET\r\n$6\r\nuser:1\r\n*2\r\n$3\r\nGET\r\n$6\r\nuser:2\r\n*2\r\n$3\r\nGET\r\n$5\r\nother\r\n";
         for chunk in commands.chunks(5) {
             c.client_sent(chunk, &o);
@@ -453,7 +535,7 @@ mod tests {
 
     #[test]
     fn resp3_nulls_maps_pushes_and_attributes() {
-        let (mut c, o) = (conversation(), Observed::default());
+        let (mut c, o) = (conversation(), observed());
         c.client_sent(b"*2\r\n$7\r\nHGETALL\r\n$6\r\nuser:1\r\n*2\r\n$3\r\nGET\r\n$6\r\nuser:2\r\n*2\r\n$3\r\nGET\r\n$6\r\nuser:3\r\n", &o);
         c.upstream_sent(b"%0\r\n>2\r\n$10\r\ninvalidate\r\n*1\r\n$6\r\nuser:9\r\n|1\r\n+a\r\n:1\r\n$1\r\nx\r\n_\r\n", &o);
         assert_eq!((count(&o, "hits"), count(&o, "misses")), (1, 2));
@@ -461,7 +543,7 @@ mod tests {
 
     #[test]
     fn sets_dels_mget_and_multi() {
-        let (mut c, o) = (conversation(), Observed::default());
+        let (mut c, o) = (conversation(), observed());
         c.client_sent(b"SET user:1 x EX 60\r\n*3\r\n$3\r\nDEL\r\n$6\r\nuser:1\r\n$6\r\nuser:2\r\n*3\r\n$4\r\nMGET\r\n$6\r\nuser:1\r\n$6\r\nuser:2\r\n", &o);
         c.upstream_sent(b"+OK\r\n:2\r\n*2\r\n$1\r\na\r\n$-1\r\n", &o);
         assert_eq!(count(&o, "cache_sets"), 1);
@@ -477,7 +559,7 @@ mod tests {
 
     #[test]
     fn garbage_stops_observing_without_panicking() {
-        let (mut c, o) = (conversation(), Observed::default());
+        let (mut c, o) = (conversation(), observed());
         c.upstream_sent(b"\x00\x01\x02\r\n", &o);
         c.upstream_sent(b"$1\r\nz\r\n", &o);
         assert_eq!(count(&o, "hits"), 0);
