@@ -158,7 +158,10 @@ fn the_labs_for_apps_tell_the_naive_app_from_the_one_with_a_redis_fallback() {
         .and_then(|rest| rest.strip_suffix(')'))
         .unwrap_or_else(|| panic!("no app log named in:\n{}", naive.stdout));
     let logged = std::fs::read_to_string(log).unwrap_or_default();
-    assert!(logged.contains("listening on 127.0.0.1:"), "{log}: {logged}");
+    assert!(
+        logged.contains("listening on 127.0.0.1:"),
+        "{log}: {logged}"
+    );
     // What both apps do alike gets the same verdict: neither protects a cold key, both
     // recover after Postgres returns and set a TTL.
     for run in [&naive, &fallback] {

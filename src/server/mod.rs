@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -89,9 +89,8 @@ impl StrategyServer {
         addr: SocketAddr,
         limits: HttpLimits,
     ) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding the {} server to {addr}", S::NAME))?;
+        let listener =
+            listen(addr).with_context(|| format!("binding the {} server to {addr}", S::NAME))?;
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         strategy.start_background(&backend);
@@ -275,4 +274,18 @@ async fn accept_loop<S: Strategy>(
             S::NAME
         );
     }
+}
+
+/// Listen on `addr` with room for a burst of connections: a stampede opens hundreds at
+/// once, and past a backlog of 128 (what `TcpListener::bind` gave) the kernel drops their
+/// SYNs, each retried only a second later. The kernel caps 4096 at `somaxconn`.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
