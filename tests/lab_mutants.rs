@@ -53,6 +53,17 @@ const MUTANTS: &[Mutant] = &[
         failing: "leases prevent them entirely",
     },
     Mutant {
+        lab: "near-cache",
+        shadow: "fn set_near_cache(m) {}",
+        failing: "tracking: the reads were answered from L1",
+    },
+    Mutant {
+        lab: "near-cache-partition",
+        // The default heartbeat (500 ms) notices a silent link only after 500-1000 ms.
+        shadow: "fn set_near_heartbeat(ms) {}",
+        failing: "L1 was dropped within two heartbeats of the link going silent",
+    },
+    Mutant {
         lab: "write-through-race",
         shadow: "fn set_write_guard(m) {}",
         failing: "with the version guard, every pair left Postgres' row cached",
