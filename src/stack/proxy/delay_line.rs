@@ -108,23 +108,19 @@ struct State {
 
 impl State {
     fn new(control: &mut watch::Receiver<Control>, direction: Direction) -> Self {
-        let mut state = Self {
+        let now = control.borrow_and_update();
+        Self {
             direction,
-            fault: None,
-            hold: 0,
-        };
-        state.update(control, &mut DelayLine::default());
-        state
+            fault: now.fault,
+            hold: hold_of(&now, direction),
+        }
     }
 
     /// Take the control's current fault and hold; a blackhole drops what is held back.
     fn update(&mut self, control: &mut watch::Receiver<Control>, line: &mut DelayLine) {
         let now = control.borrow_and_update();
         self.fault = now.fault;
-        self.hold = match self.direction {
-            Direction::ToClient => now.hold_ms,
-            Direction::ToUpstream => 0,
-        };
+        self.hold = hold_of(&now, self.direction);
         if self.fault == Some(Fault::Blackhole) {
             line.clear();
         }
@@ -166,6 +162,14 @@ impl State {
             buf.reserve(CHUNK);
         }
         Ok(())
+    }
+}
+
+/// The hold `direction` works under: only answers (toward the client) are held.
+fn hold_of(control: &Control, direction: Direction) -> u64 {
+    match direction {
+        Direction::ToClient => control.hold_ms,
+        Direction::ToUpstream => 0,
     }
 }
 
