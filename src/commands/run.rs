@@ -64,6 +64,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let services = Arc::new(Services::start(stack.clone(), &options).await?);
     // Target mode: the app starts once the proxies listen, on the fresh state.
     let mut app = None;
+    let mut target_app = None;
     if let Some(target) = &target {
         let started = match services.reset().await {
             Ok(()) => session::start_app(target, &services, &super::target::app_log())
@@ -73,11 +74,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         };
         match started {
             Ok(running) => {
-                Printer::stderr().line(&format!(
-                    "target mode: {} (the app's output: {})",
-                    target.url,
-                    running.log.display()
-                ));
+                let described = report::TargetApp {
+                    url: target.url.clone(),
+                    app_log: running.pid().map(|_| running.log.display().to_string()),
+                };
+                Printer::stderr().line(&report::text::target_line(&described));
+                target_app = Some(described);
                 app = Some(running);
             }
             Err(e) => {
@@ -109,15 +111,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     // The last lab's loads may still be closing their sockets: room to write the reports.
     lab::wait_for_file_room().await;
     let mut run_report = report::RunReport::new(labs);
-    if let Some(target) = &target {
-        run_report.target = Some(report::TargetApp {
-            url: target.url.clone(),
-            app_log: app
-                .as_ref()
-                .filter(|app| app.pid().is_some())
-                .map(|app| app.log.display().to_string()),
-        });
-    }
+    run_report.target = target_app;
     report::text::print_totals(&out, &run_report);
     let mut code = run_report.exit_code();
     if let Some(path) = &args.json {

@@ -1,7 +1,7 @@
 //! The text report: per lab its title, then its checks (✓/✗), notes and tables in the
 //! order they happened, its outcome and time; the run ends with one summary line.
 
-use super::{Event, LabReport, Outcome, RunReport};
+use super::{Event, LabReport, Outcome, RunReport, TargetApp};
 use crate::output::format_float;
 use crate::output::{clean, Printer};
 
@@ -144,14 +144,18 @@ fn print_table(out: &Printer, title: &str, columns: &[String], rows: &[Vec<serde
     }
 }
 
+/// Which app a target-mode run drives, and where its output goes.
+pub fn target_line(target: &TargetApp) -> String {
+    match &target.app_log {
+        Some(log) => format!("target mode: {} (the app's output: {log})", target.url),
+        None => format!("target mode: {}", target.url),
+    }
+}
+
 /// The closing line over all labs and checks.
 pub fn print_totals(out: &Printer, report: &RunReport) {
     if let Some(target) = &report.target {
-        let log = match &target.app_log {
-            Some(log) => format!(" (the app's output: {log})"),
-            None => String::new(),
-        };
-        out.line(&format!("target mode: {}{log}", target.url));
+        out.line(&target_line(target));
     }
     let text = report.summary_line();
     out.line(&if report.exit_code() == 0 {
