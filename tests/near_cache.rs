@@ -257,6 +257,45 @@ async fn a_silent_invalidation_link_empties_l1_within_the_heartbeat_and_reads_go
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_shortened_while_the_link_is_up_applies_at_once() {
+    // A lab that leaves tracking on with the default heartbeat, then one that sets 150 ms:
+    // the link from the first must not go on waiting out the old 500 ms between PINGs.
+    let _turn = serial().await;
+    let services = start_services(shared_stack()).await;
+    services.knobs.update(|k| {
+        k.near_cache = NearMode::Tracking;
+        k.near_heartbeat_ms = 2000;
+    });
+    assert!(until_near(&services, 18).await);
+    services.knobs.update(|k| k.near_heartbeat_ms = 100);
+    // Let the new heartbeat be read, then silence the link.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let link = services
+        .faults
+        .as_ref()
+        .unwrap()
+        .near_links
+        .as_ref()
+        .unwrap();
+    let silent_at = std::time::Instant::now();
+    link.set(Fault::Blackhole);
+    let bypassed = eventually(Duration::from_secs(3), || async {
+        get(&url(&services, "cache-aside", 18)).await.cache() != "NEAR"
+    })
+    .await;
+    let took = silent_at.elapsed();
+    link.heal();
+    assert!(bypassed, "the silent link was never noticed");
+    // Two 100 ms heartbeats and the 20 ms knob check; the old 2 s heartbeat would take
+    // 2 s or more.
+    assert!(
+        took < Duration::from_millis(1000),
+        "L1 dropped {took:?} after the link went silent, with a 100 ms heartbeat"
+    );
+    services.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flushall_or_a_redis_restart_empties_every_l1() {
     let _turn = serial().await;
     let services = start_services(shared_stack()).await;

@@ -12,12 +12,13 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, PushInfo, PushKind, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::NearCache;
 use crate::knobs::{Knobs, NearMode};
 
-/// How often the link looks at the mode knob while it has nothing to do.
+/// How often the link looks at the mode and heartbeat knobs.
 const KNOB_CHECK: Duration = Duration::from_millis(20);
 
 /// The link's connection while tracking is on.
@@ -123,7 +124,9 @@ async fn connect(
 }
 
 /// PING every heartbeat until one is not answered within it, the link dropped, the mode
-/// changed or the server stops.
+/// changed or the server stops. The knobs are read every `KNOB_CHECK`, so a change of mode
+/// ends the link at once and a new heartbeat applies from the next check (not after the
+/// old heartbeat's wait: a lab that shortens it is measured by it).
 async fn beat(
     near: &NearCache,
     mut conn: MultiplexedConnection,
@@ -131,15 +134,21 @@ async fn beat(
     knobs: &Knobs,
     stop: &CancellationToken,
 ) {
+    let mut last_ping = Instant::now();
     loop {
-        let heartbeat = Duration::from_millis(knobs.get().near_heartbeat_ms);
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(heartbeat) => {}
+            _ = tokio::time::sleep(KNOB_CHECK) => {}
         }
-        if knobs.get().near_cache != mode || !near.link.is_up(mode) {
+        let settings = knobs.get();
+        if settings.near_cache != mode || !near.link.is_up(mode) {
             return;
         }
+        let heartbeat = Duration::from_millis(settings.near_heartbeat_ms);
+        if last_ping.elapsed() < heartbeat {
+            continue;
+        }
+        last_ping = Instant::now();
         let ping = redis::cmd("PING");
         match tokio::time::timeout(heartbeat, ping.query_async::<String>(&mut conn)).await {
             Ok(Ok(_)) => {}
