@@ -5,7 +5,9 @@
 # scratch database on the machine's Postgres (127.0.0.1:5432, user postgres), dropped at
 # the end. Also prints the CPU each request cost redis-server (direct run) and the proxy
 # (proxied run): on a machine whose cores the benchmark already fills, the proxy's CPU is
-# what the proxied run loses. Build first: cargo build --release --example proxy_overhead
+# what the proxied run loses. The Redis proxy runs twice: to Redis over TCP (an external
+# [redis]) and over its Unix socket (the managed Redis). Peers in the same run, when
+# installed: socat and haproxy. Build first: cargo build --release --example proxy_overhead
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release/examples/proxy_overhead
@@ -17,25 +19,33 @@ db=cachelab_proxy_bench_$$
 tmp=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
-redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$tmp" \
-  --daemonize no >"$tmp/redis.log" 2>&1 &
+redis-server --port "$port" --bind 127.0.0.1 --unixsocket "$tmp/redis.sock" --unixsocketperm 700 \
+  --save '' --appendonly no --dir "$tmp" --daemonize no >"$tmp/redis.log" 2>&1 &
 redis_pid=$!
 psql $PG -qc "CREATE DATABASE $db" >/dev/null
 # PLAIN=1: the fault proxy without decoding, to tell the proxying from the observing.
+# Two proxies: one reaches Redis over TCP (an external [redis]), one over its Unix socket
+# (what target mode does with the Redis it starts itself).
 exec 3> >(exec "$bin" "127.0.0.1:$port" 127.0.0.1:5432 ${PLAIN:+--plain} >"$tmp/proxy.out")
 proxy_pid=$!
+for _ in $(seq 50); do [ -S "$tmp/redis.sock" ] && break; sleep 0.1; done
+exec 4> >(exec "$bin" "unix:$tmp/redis.sock" 127.0.0.1:5432 ${PLAIN:+--plain} >"$tmp/proxy-unix.out")
+unix_proxy_pid=$!
 cleanup() {
-  exec 3>&- || true
-  kill "$redis_pid" 2>/dev/null || true
+  exec 3>&- 4>&- || true
+  kill "$redis_pid" ${socat_pid:-} ${haproxy_pid:-} 2>/dev/null || true
   psql $PG -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-for _ in $(seq 50); do
-  [ "$(wc -l <"$tmp/proxy.out" 2>/dev/null || echo 0)" -ge 2 ] && break
-  sleep 0.1
+for out in proxy proxy-unix; do
+  for _ in $(seq 50); do
+    [ "$(wc -l <"$tmp/$out.out" 2>/dev/null || echo 0)" -ge 2 ] && break
+    sleep 0.1
+  done
 done
 redis_proxy=$(awk '/^redis /{print $2}' "$tmp/proxy.out")
+unix_proxy=$(awk '/^redis /{print $2}' "$tmp/proxy-unix.out")
 pg_proxy=$(awk '/^postgres /{print $2}' "$tmp/proxy.out")
 pgbench $PG -i -s 1 -q "$db" >/dev/null 2>&1
 
@@ -57,7 +67,9 @@ r0=$(ticks "$redis_pid")
 read -r d_get d_set < <(rb 127.0.0.1 "$port")
 r1=$(ticks "$redis_pid"); x0=$(ticks "$proxy_pid")
 read -r p_get p_set < <(rb "${redis_proxy%:*}" "${redis_proxy##*:}")
-x1=$(ticks "$proxy_pid")
+x1=$(ticks "$proxy_pid"); u0=$(ticks "$unix_proxy_pid")
+read -r u_get u_set < <(rb "${unix_proxy%:*}" "${unix_proxy##*:}")
+u1=$(ticks "$unix_proxy_pid")
 # A peer: the same hop through socat (a plain TCP relay, no decoding), when installed, to
 # tell the cost of any extra hop on this machine from the cost of ours.
 s_get=-; s_set=-
@@ -69,15 +81,51 @@ if command -v socat >/dev/null 2>&1; then
   read -r s_get s_set < <(rb 127.0.0.1 "$sport")
   kill "$socat_pid" 2>/dev/null || true
 fi
+# The strongest peer: haproxy in TCP mode (a C relay built for this), when installed, to
+# Redis over TCP and over its Unix socket, as our two proxies.
+h_get=-; h_set=-; hu_get=-; hu_set=-
+if command -v haproxy >/dev/null 2>&1; then
+  free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+  hport=$(free); huport=$(free)
+  cat >"$tmp/haproxy.cfg" <<CFG
+global
+  nbthread 2
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+listen tcp
+  bind 127.0.0.1:$hport
+  server redis 127.0.0.1:$port
+listen unix
+  bind 127.0.0.1:$huport
+  server redis $tmp/redis.sock
+CFG
+  haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 &
+  haproxy_pid=$!
+  sleep 0.3
+  read -r h_get h_set < <(rb 127.0.0.1 "$hport")
+  read -r hu_get hu_set < <(rb 127.0.0.1 "$huport")
+  kill "$haproxy_pid" 2>/dev/null || true
+fi
 d_pg=$(pb 127.0.0.1 5432)
 p_pg=$(pb "${pg_proxy%:*}" "${pg_proxy##*:}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b/a}'; }
 printf '%-34s %12s %12s %7s\n' "benchmark" "direct" "proxied" "ratio"
 printf '%-34s %12s %12s %7s\n' "redis-benchmark GET -P 1 -c 50" "$d_get" "$p_get" "$(ratio "$d_get" "$p_get")"
 printf '%-34s %12s %12s %7s\n' "redis-benchmark SET -P 1 -c 50" "$d_set" "$p_set" "$(ratio "$d_set" "$p_set")"
+printf '%-34s %12s %12s %7s\n' "GET, proxy to Redis' Unix socket" "$d_get" "$u_get" "$(ratio "$d_get" "$u_get")"
+printf '%-34s %12s %12s %7s\n' "SET, proxy to Redis' Unix socket" "$d_set" "$u_set" "$(ratio "$d_set" "$u_set")"
 printf '%-34s %12s %12s %7s\n' "pgbench -S -c 8 (tps)" "$d_pg" "$p_pg" "$(ratio "$d_pg" "$p_pg")"
-printf '%-34s %12s %12s\n' "CPU per request (us), GET+SET" "redis $(per_request "$r0" "$r1" $((2 * REQUESTS)))" "proxy $(per_request "$x0" "$x1" $((2 * REQUESTS)))"
+printf '%-34s %12s %12s %12s\n' "CPU per request (us), GET+SET" "redis $(per_request "$r0" "$r1" $((2 * REQUESTS)))" "proxy $(per_request "$x0" "$x1" $((2 * REQUESTS)))" "unix $(per_request "$u0" "$u1" $((2 * REQUESTS)))"
 if [ "$s_get" != - ]; then
   printf '%-34s %12s %12s %7s\n' "peer: socat relay, GET" "$d_get" "$s_get" "$(ratio "$d_get" "$s_get")"
   printf '%-34s %12s %12s %7s\n' "peer: socat relay, SET" "$d_set" "$s_set" "$(ratio "$d_set" "$s_set")"
+fi
+if [ "$h_get" != - ]; then
+  printf '%-34s %12s %12s %7s\n' "peer: haproxy, GET" "$d_get" "$h_get" "$(ratio "$d_get" "$h_get")"
+  printf '%-34s %12s %12s %7s\n' "peer: haproxy, SET" "$d_set" "$h_set" "$(ratio "$d_set" "$h_set")"
+  printf '%-34s %12s %12s %7s\n' "peer: haproxy to the socket, GET" "$d_get" "$hu_get" "$(ratio "$d_get" "$hu_get")"
+  printf '%-34s %12s %12s %7s\n' "peer: haproxy to the socket, SET" "$d_set" "$hu_set" "$(ratio "$d_set" "$hu_set")"
 fi

@@ -1,13 +1,13 @@
 //! The observing proxies alone, for `benches/proxy_overhead.sh`: an observing Redis proxy
 //! and an observing Postgres proxy in front of the upstreams given as arguments
-//! (`host:port` each). It prints where they listen, runs until its stdin closes, and then
+//! (`host:port` each, or `unix:PATH` for a Unix socket). It prints where they listen, runs until its stdin closes, and then
 //! prints what they counted — so the script can compare redis-benchmark and pgbench
 //! direct and through them, with the decoding target mode does (`--plain`: without it).
 
 use std::sync::Arc;
 
 use cachelab::stack::proxy::observe::{Observed, Observer, Protocol};
-use cachelab::stack::proxy::FaultProxy;
+use cachelab::stack::proxy::{FaultProxy, Upstream};
 use tokio::io::AsyncReadExt;
 
 #[tokio::main]
@@ -16,8 +16,11 @@ async fn main() -> anyhow::Result<()> {
     let (redis_at, pg_at, plain) = match args.as_slice() {
         [r, p] => (r, p, false),
         [r, p, flag] if flag == "--plain" => (r, p, true),
-        _ => anyhow::bail!("usage: proxy_overhead REDIS_HOST:PORT POSTGRES_HOST:PORT [--plain]"),
+        _ => anyhow::bail!(
+            "usage: proxy_overhead REDIS_HOST:PORT|unix:PATH POSTGRES_HOST:PORT|unix:PATH [--plain]"
+        ),
     };
+    let (redis_at, pg_at) = (upstream(redis_at), upstream(pg_at));
     let observed = Arc::new(Observed::default());
     let redis = Observer {
         protocol: Protocol::Redis {
@@ -32,13 +35,13 @@ async fn main() -> anyhow::Result<()> {
     // --plain: the fault proxy without decoding, to tell the two costs apart.
     let (redis, postgres) = if plain {
         (
-            FaultProxy::start("redis", redis_at.clone()).await?,
-            FaultProxy::start("postgres", pg_at.clone()).await?,
+            FaultProxy::start("redis", redis_at).await?,
+            FaultProxy::start("postgres", pg_at).await?,
         )
     } else {
         (
-            FaultProxy::start_observing("redis", redis_at.clone(), redis).await?,
-            FaultProxy::start_observing("postgres", pg_at.clone(), postgres).await?,
+            FaultProxy::start_observing("redis", redis_at, redis).await?,
+            FaultProxy::start_observing("postgres", pg_at, postgres).await?,
         )
     };
     println!("redis {}", redis.addr());
@@ -49,4 +52,11 @@ async fn main() -> anyhow::Result<()> {
         println!("{name} {value}");
     }
     Ok(())
+}
+
+fn upstream(arg: &str) -> Upstream {
+    match arg.strip_prefix("unix:") {
+        Some(path) => Upstream::Unix(path.into()),
+        None => Upstream::Tcp(arg.to_string()),
+    }
 }

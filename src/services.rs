@@ -17,7 +17,7 @@ use crate::cache::{Cache, RedisConn, DEFAULT_REDIS_TIMEOUT};
 use crate::knobs::{Knobs, Settings};
 use crate::server::{HttpLimits, StrategyServer};
 use crate::stack::proxy::observe::{KeyFilter, Observed, Observer, Protocol};
-use crate::stack::proxy::FaultProxy;
+use crate::stack::proxy::{FaultProxy, Upstream};
 use crate::stack::RedisTarget;
 use crate::stack::{endpoint, Stack, StackInfo};
 use crate::store::admin::Admin;
@@ -176,8 +176,13 @@ impl Faults {
                 redis.push((label.to_string(), FaultProxy::start(label, addr).await?));
             }
         } else {
-            let redis_at = endpoint::authority(&stack.redis_url, 6379)
-                .context("reading the Redis URL's host and port")?;
+            let redis_at = match &stack.redis_socket {
+                Some(socket) => Upstream::Unix(socket.clone()),
+                None => Upstream::Tcp(
+                    endpoint::authority(&stack.redis_url, 6379)
+                        .context("reading the Redis URL's host and port")?,
+                ),
+            };
             let proxy = match &observe {
                 Some((redis, _)) => {
                     FaultProxy::start_observing("redis", redis_at.clone(), redis.clone()).await?

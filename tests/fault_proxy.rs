@@ -6,7 +6,7 @@ use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use cachelab::stack::proxy::{Fault, FaultProxy};
+use cachelab::stack::proxy::{Fault, FaultProxy, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -339,9 +339,43 @@ async fn shutdown_ends_every_connection_and_stops_listening() {
 async fn a_redis_client_through_the_proxy_feels_latency_and_down() {
     let dir = tempfile::tempdir().unwrap();
     let redis_server = cachelab::stack::ManagedRedis::start(dir.path()).unwrap();
-    let proxy = FaultProxy::start("redis", format!("127.0.0.1:{}", redis_server.port()))
+    let upstream = Upstream::Tcp(format!("127.0.0.1:{}", redis_server.port()));
+    feels_latency_and_down(upstream, &redis_server).await;
+}
+
+#[tokio::test]
+async fn through_the_managed_redis_unix_socket_too_and_down_ends_the_upstream_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let redis_server = cachelab::stack::ManagedRedis::start(dir.path()).unwrap();
+    let socket = redis_server
+        .socket()
+        .expect("a managed Redis in a short temp dir listens on a Unix socket");
+    feels_latency_and_down(Upstream::Unix(socket), &redis_server).await;
+}
+
+/// Socket clients of `redis_server` (CLIENT LIST's `U` flag), asked over TCP.
+async fn unix_clients(redis_server: &cachelab::stack::ManagedRedis) -> usize {
+    let direct = redis::Client::open(redis_server.url()).unwrap();
+    let mut direct = direct.get_multiplexed_async_connection().await.unwrap();
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut direct)
         .await
         .unwrap();
+    list.lines()
+        .filter(|line| {
+            line.split(' ')
+                .any(|field| field.starts_with("flags=") && field.contains('U'))
+        })
+        .count()
+}
+
+/// A Redis client through a proxy to `upstream` (`redis_server`, over TCP or its socket):
+/// healthy, then slow, then Down, then healed. Over the socket, Redis sees the proxy's
+/// connection there, and Down ends it.
+async fn feels_latency_and_down(upstream: Upstream, redis_server: &cachelab::stack::ManagedRedis) {
+    let over_socket = matches!(upstream, Upstream::Unix(_));
+    let proxy = FaultProxy::start("redis", upstream).await.unwrap();
     let client = redis::Client::open(format!("redis://{}/", proxy.addr())).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
@@ -364,6 +398,13 @@ async fn a_redis_client_through_the_proxy_feels_latency_and_down() {
         .await
         .unwrap();
     assert_eq!(value, "v");
+    if over_socket {
+        assert_eq!(
+            unix_clients(redis_server).await,
+            1,
+            "the proxy reached Redis on its socket"
+        );
+    }
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(60), "GET took {took:?}");
 
@@ -377,6 +418,16 @@ async fn a_redis_client_through_the_proxy_feels_latency_and_down() {
     .expect("the GET ends within 2 s");
     assert!(failed.is_err(), "GET through a Down proxy: {failed:?}");
     assert!(started.elapsed() < Duration::from_millis(500));
+    if over_socket {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while unix_clients(redis_server).await > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "Down left the upstream connection open"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 
     proxy.heal();
     let mut fresh = client.get_multiplexed_async_connection().await.unwrap();

@@ -102,6 +102,8 @@ fn target_check_shows_each_request_through_both_proxies_and_ends_the_app() {
     );
     // The proxies, not the upstreams, are what the app was given.
     assert!(out.contains("redis      proxy 127.0.0.1:"), "{out}");
+    // The managed Redis is reached on its Unix socket, which costs the hop less kernel time.
+    assert!(out.contains(".sock (managed)"), "{out}");
     let pid = app_pid(out);
     assert!(
         !Path::new(&format!("/proc/{pid}")).exists(),

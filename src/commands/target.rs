@@ -11,7 +11,7 @@ use crate::knobs::Settings;
 use crate::output::Printer;
 use crate::services::Services;
 use crate::stack::proxy::observe::{Observed, Seen};
-use crate::stack::{endpoint, Stack};
+use crate::stack::Stack;
 use crate::target::{app, model, session, Target};
 
 use crate::exit;
@@ -71,21 +71,19 @@ fn print_setup(out: &Printer, target: &Target, services: &Services, running: &ap
         running.log.display()
     ));
     if let Some(faults) = &services.faults {
-        let (redis_up, pg_up) = (
-            endpoint::redact(&services.stack.redis_url),
-            endpoint::redact(&services.stack.database_url),
-        );
+        // The proxies' upstreams are addresses (`host:port`, or the managed Redis' Unix
+        // socket), never URLs: no credentials to hide.
         let whose = |managed: bool| if managed { "managed" } else { "yours" };
         out.line(&format!(
             "redis      proxy {} -> {} ({})",
             faults.redis[0].1.addr(),
-            endpoint::authority(&redis_up, 6379).unwrap_or_default(),
+            faults.redis[0].1.upstream(),
             whose(services.stack.redis_managed)
         ));
         out.line(&format!(
             "postgres   proxy {} -> {} ({})",
             faults.postgres.addr(),
-            endpoint::authority(&pg_up, 5432).unwrap_or_default(),
+            faults.postgres.upstream(),
             whose(services.stack.postgres_managed)
         ));
     }

@@ -1,4 +1,6 @@
-//! A throw-away `redis-server` on a free loopback port, with no persistence.
+//! A throw-away `redis-server` on a free loopback port, with no persistence. It also
+//! listens on a Unix socket in its directory, which the fault proxies use: on loopback an
+//! extra hop costs mostly kernel time, and a Unix socket is the cheaper path.
 
 use anyhow::{bail, Context};
 use std::io::{Read, Write};
@@ -7,6 +9,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::{binaries, child::ManagedChild, ports};
+
+/// The longest Unix socket path Linux takes (`sun_path` is 108 bytes, NUL included).
+const MAX_SOCKET_PATH: usize = 108;
 
 /// A `redis-server` this process started and will end. It can be stopped and started
 /// again on the same port (process faults; a crashed Redis brought back).
@@ -61,6 +66,10 @@ impl ManagedRedis {
             "--dir",
         ]);
         command.arg(&self.dir);
+        if let Some(socket) = self.socket() {
+            command.arg("--unixsocket").arg(socket);
+            command.args(["--unixsocketperm", "700"]);
+        }
         let mut child =
             ManagedChild::spawn("redis-server", command, &log, libc::SIGTERM, libc::SIGKILL)
                 .with_context(|| format!("starting redis-server on port {port}"))?;
@@ -89,6 +98,13 @@ impl ManagedRedis {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// The server's Unix socket, unless its path would be too long for one (then the
+    /// server listens on its TCP port alone).
+    pub fn socket(&self) -> Option<PathBuf> {
+        let path = self.dir.join(format!("redis-{}.sock", self.port));
+        (path.as_os_str().len() < MAX_SOCKET_PATH).then_some(path)
     }
 
     /// The server's process id while it runs (for SIGSTOP/SIGCONT).

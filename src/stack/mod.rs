@@ -123,6 +123,10 @@ impl Stack {
         };
         StackInfo {
             redis_url: self.redis_url(),
+            redis_socket: match &self.redis {
+                RedisSource::Managed(r) => r.socket(),
+                _ => None,
+            },
             redis: self.redis_target(),
             database_url,
             database_admin_url: self.database_url(),
@@ -291,6 +295,8 @@ pub enum RedisTarget {
 pub struct StackInfo {
     /// The Redis's URL (on a cluster: its first node's).
     pub redis_url: String,
+    /// The managed single Redis' Unix socket: the fault proxies reach it there.
+    pub redis_socket: Option<PathBuf>,
     /// Where the Redis is: one node, or every node of a cluster the stack knows of.
     pub redis: RedisTarget,
     /// The URL the strategy servers use (the table's owner on a managed stack).

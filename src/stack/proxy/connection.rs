@@ -1,16 +1,17 @@
-//! One proxied connection, from accept to close: connect upstream, carry data both ways, and
+//! One proxied connection, from accept to close: connect upstream (TCP or a Unix socket), carry data both ways, and
 //! cut the connection with a reset when a fault says so. Cutting is decided here, once per
 //! connection; what happens to each chunk is the delay line's business.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use super::delay_line::{pump, Direction};
 use super::observe::{self, Protocol};
+use super::upstream::UpstreamStream;
 use super::{Control, Fault, Shared};
 
 /// Serve one accepted client until either side closes, a fault cuts it or the proxy shuts
@@ -52,7 +53,7 @@ pub(super) async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
             Ending::Cut => return reset_on_close(&[&client]),
         }
     }
-    let connect = TcpStream::connect(shared.upstream.as_str());
+    let connect = shared.upstream.connect();
     let mut upstream = match until_cut(connect, &shared, &mut control, &mut cut).await {
         Ending::Finished(Ok(upstream)) => upstream,
         Ending::Finished(Err(e)) => {
@@ -67,37 +68,56 @@ pub(super) async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
         Ending::Cut => return reset_on_close(&[&client]),
         Ending::Shutdown => return,
     };
-    for stream in [&client, &upstream] {
-        let _ = stream.set_nodelay(true);
-    }
-    let tap = shared.observer.as_ref().map(observe::Observer::tap);
-    let carried = {
-        let (from_client, to_client) = client.split();
-        let (from_upstream, to_upstream) = upstream.split();
-        let from_client = AsyncReadExt::chain(&first[..], from_client);
-        let both_ways = async {
-            tokio::try_join!(
-                pump(
-                    from_client,
-                    to_upstream,
-                    shared.control.subscribe(),
-                    Direction::ToUpstream,
-                    tap.clone(),
-                ),
-                pump(
-                    from_upstream,
-                    to_client,
-                    shared.control.subscribe(),
-                    Direction::ToClient,
-                    tap,
-                ),
-            )
-        };
-        until_cut(both_ways, &shared, &mut control, &mut cut).await
+    let _ = client.set_nodelay(true);
+    let carried = match &mut upstream {
+        UpstreamStream::Tcp(stream) => {
+            let (from_upstream, to_upstream) = stream.split();
+            let both_ways = carry(&mut client, &first, from_upstream, to_upstream, &shared);
+            until_cut(both_ways, &shared, &mut control, &mut cut).await
+        }
+        UpstreamStream::Unix(stream) => {
+            let (from_upstream, to_upstream) = stream.split();
+            let both_ways = carry(&mut client, &first, from_upstream, to_upstream, &shared);
+            until_cut(both_ways, &shared, &mut control, &mut cut).await
+        }
     };
     if carried.is_abrupt() {
-        reset_on_close(&[&client, &upstream]);
+        match &upstream {
+            UpstreamStream::Tcp(stream) => reset_on_close(&[&client, stream]),
+            // A Unix socket has no reset: the upstream sees the connection end.
+            UpstreamStream::Unix(_) => reset_on_close(&[&client]),
+        }
     }
+}
+
+/// Carry bytes both ways between the client (`first`, then what it sends) and the
+/// upstream's two halves, until one side ends or fails.
+async fn carry(
+    client: &mut TcpStream,
+    first: &[u8],
+    from_upstream: impl AsyncRead + Unpin,
+    to_upstream: impl AsyncWrite + Unpin,
+    shared: &Shared,
+) -> std::io::Result<((), ())> {
+    let tap = shared.observer.as_ref().map(observe::Observer::tap);
+    let (from_client, to_client) = client.split();
+    let from_client = AsyncReadExt::chain(first, from_client);
+    tokio::try_join!(
+        pump(
+            from_client,
+            to_upstream,
+            shared.control.subscribe(),
+            Direction::ToUpstream,
+            tap.clone(),
+        ),
+        pump(
+            from_upstream,
+            to_client,
+            shared.control.subscribe(),
+            Direction::ToClient,
+            tap,
+        ),
+    )
 }
 
 /// How a connection's work ended.

@@ -9,6 +9,9 @@ mod delay_line;
 pub mod kinds;
 mod listener;
 pub mod observe;
+mod upstream;
+
+pub use upstream::Upstream;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,15 +45,15 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     /// Listen on a free loopback port and forward every connection to `upstream`
-    /// (`host:port`, resolved for each connection). `name` labels its log lines.
-    pub async fn start(name: &'static str, upstream: String) -> anyhow::Result<Self> {
+    /// (`host:port`, resolved for each connection, or a Unix socket). `name` labels its log lines.
+    pub async fn start(name: &'static str, upstream: impl Into<Upstream>) -> anyhow::Result<Self> {
         Self::start_with(name, upstream, None).await
     }
 
     /// The same, decoding and counting what passes through with `observer`.
     pub async fn start_observing(
         name: &'static str,
-        upstream: String,
+        upstream: impl Into<Upstream>,
         observer: observe::Observer,
     ) -> anyhow::Result<Self> {
         Self::start_with(name, upstream, Some(observer)).await
@@ -58,9 +61,10 @@ impl FaultProxy {
 
     async fn start_with(
         name: &'static str,
-        upstream: String,
+        upstream: impl Into<Upstream>,
         observer: Option<observe::Observer>,
     ) -> anyhow::Result<Self> {
+        let upstream = upstream.into();
         let listener = listener::bind("127.0.0.1:0".parse().expect("a socket address"))
             .with_context(|| format!("starting the {name} proxy"))?;
         let addr = listener.local_addr()?;
@@ -88,6 +92,11 @@ impl FaultProxy {
     /// heal, so connection pools configured with it reconnect by themselves.
     pub fn addr(&self) -> SocketAddr {
         self.shared.addr
+    }
+
+    /// Where it forwards to.
+    pub fn upstream(&self) -> &Upstream {
+        &self.shared.upstream
     }
 
     /// Replace the current fault. It applies at once, to open connections as well as new
@@ -144,7 +153,7 @@ impl Drop for FaultProxy {
 /// connection learns of a change when it happens and reads nothing per chunk.
 struct Shared {
     name: &'static str,
-    upstream: String,
+    upstream: Upstream,
     addr: SocketAddr,
     /// Decodes and counts the traffic (target mode).
     observer: Option<observe::Observer>,

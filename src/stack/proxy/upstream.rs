@@ -1,0 +1,52 @@
+//! Where a proxy forwards to: a `host:port` over TCP, or the Unix socket of a server this
+//! process started. The socket is the cheaper kernel path (no TCP on either end), which
+//! is most of what an extra hop costs on loopback.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use tokio::net::{TcpStream, UnixStream};
+
+/// The address a proxy connects to for each client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// `host:port`, resolved for each connection.
+    Tcp(String),
+    /// A Unix stream socket's path.
+    Unix(PathBuf),
+}
+
+impl From<String> for Upstream {
+    fn from(authority: String) -> Self {
+        Upstream::Tcp(authority)
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Upstream::Tcp(authority) => f.write_str(authority),
+            Upstream::Unix(path) => write!(f, "unix:{}", path.display()),
+        }
+    }
+}
+
+/// One connection to the upstream.
+pub(super) enum UpstreamStream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Upstream {
+    pub(super) async fn connect(&self) -> io::Result<UpstreamStream> {
+        Ok(match self {
+            Upstream::Tcp(authority) => {
+                let stream = TcpStream::connect(authority.as_str()).await?;
+                let _ = stream.set_nodelay(true);
+                UpstreamStream::Tcp(stream)
+            }
+            Upstream::Unix(path) => UpstreamStream::Unix(UnixStream::connect(path).await?),
+        })
+    }
+}
