@@ -17,32 +17,42 @@ SECONDS_PG=${SECONDS_PG:-10}
 PG="-h 127.0.0.1 -p 5432 -U postgres"
 db=cachelab_proxy_bench_$$
 tmp=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-
-redis-server --port "$port" --bind 127.0.0.1 --unixsocket "$tmp/redis.sock" --unixsocketperm 700 \
-  --save '' --appendonly no --dir "$tmp" --daemonize no >"$tmp/redis.log" 2>&1 &
-redis_pid=$!
-psql $PG -qc "CREATE DATABASE $db" >/dev/null
-# PLAIN=1: the fault proxy without decoding, to tell the proxying from the observing.
-# Two proxies: one reaches Redis over TCP (an external [redis]), one over its Unix socket
-# (what target mode does with the Redis it starts itself).
-exec 3> >(exec "$bin" "127.0.0.1:$port" 127.0.0.1:5432 ${PLAIN:+--plain} >"$tmp/proxy.out")
-proxy_pid=$!
-for _ in $(seq 50); do [ -S "$tmp/redis.sock" ] && break; sleep 0.1; done
-exec 4> >(exec "$bin" "unix:$tmp/redis.sock" 127.0.0.1:5432 ${PLAIN:+--plain} >"$tmp/proxy-unix.out")
-unix_proxy_pid=$!
+# Every process this script starts is ended on the way out, whatever the way.
+pids=()
 cleanup() {
   exec 3>&- 4>&- || true
-  kill "$redis_pid" ${socat_pid:-} ${haproxy_pid:-} 2>/dev/null || true
-  psql $PG -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
+  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null
+  wait 2>/dev/null
+  psql $PG -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+fail() { echo "proxy_overhead: $*" >&2; exit 1; }
+# until WHAT COMMAND...: retry COMMAND for up to 5 s, then fail naming WHAT.
+until_up() {
+  local what=$1; shift
+  for _ in $(seq 50); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  fail "$what did not come up"
+}
+port=$(free_port)
+
+redis-server --port "$port" --bind 127.0.0.1 --unixsocket "$tmp/redis.sock" --unixsocketperm 700 \
+  --save '' --appendonly no --dir "$tmp" --daemonize no >"$tmp/redis.log" 2>&1 &
+pids+=($!); redis_pid=$!
+until_up "redis-server on $port" redis-cli -p "$port" ping
+until_up "redis-server's socket" redis-cli -s "$tmp/redis.sock" ping
+psql $PG -qc "CREATE DATABASE $db" >/dev/null || fail "cannot create the scratch database"
+# PLAIN=1: the fault proxy without decoding, to tell the proxying from the observing.
+# Two proxies: one reaches Redis over TCP (an external [redis]), one over its Unix socket
+# (what target mode does with the Redis it starts itself). Each runs until its stdin ends.
+exec 3> >(exec "$bin" "127.0.0.1:$port" 127.0.0.1:5432 ${PLAIN:+--plain} >"$tmp/proxy.out")
+proxy_pid=$!; pids+=($!)
+exec 4> >(exec "$bin" "unix:$tmp/redis.sock" 127.0.0.1:5432 ${PLAIN:+--plain} >"$tmp/proxy-unix.out")
+unix_proxy_pid=$!; pids+=($!)
 for out in proxy proxy-unix; do
-  for _ in $(seq 50); do
-    [ "$(wc -l <"$tmp/$out.out" 2>/dev/null || echo 0)" -ge 2 ] && break
-    sleep 0.1
-  done
+  until_up "the $out example" grep -q '^postgres ' "$tmp/$out.out"
 done
 redis_proxy=$(awk '/^redis /{print $2}' "$tmp/proxy.out")
 unix_proxy=$(awk '/^redis /{print $2}' "$tmp/proxy-unix.out")
@@ -65,19 +75,22 @@ per_request() { # ticks before, after, requests -> microseconds
 }
 r0=$(ticks "$redis_pid")
 read -r d_get d_set < <(rb 127.0.0.1 "$port")
+[ -n "$d_get" ] && [ -n "$d_set" ] || fail "redis-benchmark direct gave no figures"
 r1=$(ticks "$redis_pid"); x0=$(ticks "$proxy_pid")
 read -r p_get p_set < <(rb "${redis_proxy%:*}" "${redis_proxy##*:}")
+[ -n "$p_get" ] && [ -n "$p_set" ] || fail "redis-benchmark through the proxy gave no figures"
 x1=$(ticks "$proxy_pid"); u0=$(ticks "$unix_proxy_pid")
 read -r u_get u_set < <(rb "${unix_proxy%:*}" "${unix_proxy##*:}")
+[ -n "$u_get" ] && [ -n "$u_set" ] || fail "redis-benchmark through the proxy to the socket gave no figures"
 u1=$(ticks "$unix_proxy_pid")
 # A peer: the same hop through socat (a plain TCP relay, no decoding), when installed, to
 # tell the cost of any extra hop on this machine from the cost of ours.
 s_get=-; s_set=-
 if command -v socat >/dev/null 2>&1; then
-  sport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  sport=$(free_port)
   socat "TCP-LISTEN:$sport,bind=127.0.0.1,fork,reuseaddr" "TCP:127.0.0.1:$port" &
-  socat_pid=$!
-  sleep 0.3
+  socat_pid=$!; pids+=($!)
+  until_up "socat on $sport" redis-cli -p "$sport" ping
   read -r s_get s_set < <(rb 127.0.0.1 "$sport")
   kill "$socat_pid" 2>/dev/null || true
 fi
@@ -85,8 +98,7 @@ fi
 # Redis over TCP and over its Unix socket, as our two proxies.
 h_get=-; h_set=-; hu_get=-; hu_set=-
 if command -v haproxy >/dev/null 2>&1; then
-  free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-  hport=$(free); huport=$(free)
+  hport=$(free_port); huport=$(free_port)
   cat >"$tmp/haproxy.cfg" <<CFG
 global
   nbthread 2
@@ -103,8 +115,9 @@ listen unix
   server redis $tmp/redis.sock
 CFG
   haproxy -f "$tmp/haproxy.cfg" -db >"$tmp/haproxy.log" 2>&1 &
-  haproxy_pid=$!
-  sleep 0.3
+  haproxy_pid=$!; pids+=($!)
+  until_up "haproxy on $hport" redis-cli -p "$hport" ping
+  until_up "haproxy on $huport" redis-cli -p "$huport" ping
   read -r h_get h_set < <(rb 127.0.0.1 "$hport")
   read -r hu_get hu_set < <(rb 127.0.0.1 "$huport")
   kill "$haproxy_pid" 2>/dev/null || true

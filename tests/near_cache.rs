@@ -268,8 +268,6 @@ async fn a_heartbeat_shortened_while_the_link_is_up_applies_at_once() {
     });
     assert!(until_near(&services, 18).await);
     services.knobs.update(|k| k.near_heartbeat_ms = 100);
-    // Let the new heartbeat be read, then silence the link.
-    tokio::time::sleep(Duration::from_millis(50)).await;
     let link = services
         .faults
         .as_ref()
@@ -277,10 +275,15 @@ async fn a_heartbeat_shortened_while_the_link_is_up_applies_at_once() {
         .near_links
         .as_ref()
         .unwrap();
+    // The new heartbeat ends the link within a knob check (20 ms) and makes a new one;
+    // wait until L1 is in use again over it, then silence it.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    assert!(until_near(&services, 18).await);
+    let flushes = cache_aside_counters(&services).get(Counter::NearFlushes);
     let silent_at = std::time::Instant::now();
     link.set(Fault::Blackhole);
     let bypassed = eventually(Duration::from_secs(3), || async {
-        get(&url(&services, "cache-aside", 18)).await.cache() != "NEAR"
+        get(&url(&services, "cache-aside", 18)).await.cache() == "HIT"
     })
     .await;
     let took = silent_at.elapsed();
@@ -291,6 +294,10 @@ async fn a_heartbeat_shortened_while_the_link_is_up_applies_at_once() {
     assert!(
         took < Duration::from_millis(1000),
         "L1 dropped {took:?} after the link went silent, with a 100 ms heartbeat"
+    );
+    assert!(
+        cache_aside_counters(&services).get(Counter::NearFlushes) > flushes,
+        "the drop was a flush of L1"
     );
     services.shutdown().await;
 }

@@ -36,7 +36,15 @@ impl ManagedRedis {
                 port: ports::free_port()?,
             };
             match redis.start_again() {
-                Ok(()) => return Ok(redis),
+                Ok(()) => {
+                    if redis.socket().is_none() {
+                        tracing::debug!(
+                            "redis-server: {} is too long a path for a Unix socket; the proxies reach it over TCP",
+                            redis.dir.display()
+                        );
+                    }
+                    return Ok(redis);
+                }
                 Err(e) => last_error = Some(e),
             }
         }

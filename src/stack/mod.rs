@@ -1,7 +1,8 @@
 //! Where Redis and PostgreSQL come from: managed (started here, thrown away on exit) or
 //! external (URLs the user gives); Redis as one node or as a Redis Cluster. Everything
-//! above this module sees only URLs and two permissions: whether Redis may be flushed and
-//! whether the users table may be reloaded.
+//! above this module sees only URLs, two permissions (whether Redis may be flushed and
+//! whether the users table may be reloaded) and, for the fault proxies, the managed Redis'
+//! Unix socket.
 
 mod binaries;
 pub mod child;

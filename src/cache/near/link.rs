@@ -78,7 +78,7 @@ pub async fn run(near: Arc<NearCache>, url: String, knobs: Arc<Knobs>, stop: Can
                 near.flush();
                 near.link.set(Some((conn.clone(), mode)));
                 tracing::debug!("near cache: tracking on ({})", mode.name());
-                beat(&near, conn, mode, &knobs, &stop).await;
+                beat(&near, conn, mode, heartbeat, &knobs, &stop).await;
                 near.link.set(None);
                 near.flush();
             }
@@ -124,13 +124,15 @@ async fn connect(
 }
 
 /// PING every heartbeat until one is not answered within it, the link dropped, the mode
-/// changed or the server stops. The knobs are read every `KNOB_CHECK`, so a change of mode
-/// ends the link at once and a new heartbeat applies from the next check (not after the
-/// old heartbeat's wait: a lab that shortens it is measured by it).
+/// or the heartbeat changed, or the server stops. The knobs are read every `KNOB_CHECK`, so
+/// a change applies at once, not after the old heartbeat's wait. A new heartbeat ends the
+/// link (and so flushes L1): the connection's own timeouts are the heartbeat it was made
+/// with, and the next one is made with the new one.
 async fn beat(
     near: &NearCache,
     mut conn: MultiplexedConnection,
     mode: NearMode,
+    heartbeat: Duration,
     knobs: &Knobs,
     stop: &CancellationToken,
 ) {
@@ -141,21 +143,24 @@ async fn beat(
             _ = tokio::time::sleep(KNOB_CHECK) => {}
         }
         let settings = knobs.get();
-        if settings.near_cache != mode || !near.link.is_up(mode) {
+        if settings.near_cache != mode
+            || Duration::from_millis(settings.near_heartbeat_ms) != heartbeat
+            || !near.link.is_up(mode)
+        {
             return;
         }
-        let heartbeat = Duration::from_millis(settings.near_heartbeat_ms);
         if last_ping.elapsed() < heartbeat {
             continue;
         }
         last_ping = Instant::now();
         let ping = redis::cmd("PING");
-        match tokio::time::timeout(heartbeat, ping.query_async::<String>(&mut conn)).await {
-            Ok(Ok(_)) => {}
-            _ => {
-                tracing::debug!("near cache: the invalidation link went silent; L1 flushed");
-                return;
-            }
+        let answered = tokio::select! {
+            _ = stop.cancelled() => return,
+            answered = tokio::time::timeout(heartbeat, ping.query_async::<String>(&mut conn)) => answered,
+        };
+        if !matches!(answered, Ok(Ok(_))) {
+            tracing::debug!("near cache: the invalidation link went silent; L1 flushed");
+            return;
         }
     }
 }

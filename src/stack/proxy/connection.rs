@@ -1,6 +1,7 @@
-//! One proxied connection, from accept to close: connect upstream (TCP or a Unix socket), carry data both ways, and
-//! cut the connection with a reset when a fault says so. Cutting is decided here, once per
-//! connection; what happens to each chunk is the delay line's business.
+//! One proxied connection, from accept to close: connect upstream (TCP or a Unix socket),
+//! carry data both ways, and cut the connection with a reset when a fault says so (a Unix
+//! upstream, which has no reset, is closed). Cutting is decided here, once per connection;
+//! what happens to each chunk is the delay line's business.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -106,7 +106,8 @@ impl FaultProxy {
     }
 
     /// Cut every open connection once with a reset, as a flaky network or a restarted
-    /// middlebox would; the fault in force (if any) stays.
+    /// middlebox would (toward a Unix-socket upstream, which has no reset, the connection
+    /// is closed); the fault in force (if any) stays.
     pub fn reset_connections(&self) {
         self.shared.control.send_modify(|c| c.cuts += 1);
         tracing::info!("{} proxy: connections reset", self.shared.name);

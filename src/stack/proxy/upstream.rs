@@ -5,6 +5,7 @@
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::net::{TcpStream, UnixStream};
 
@@ -46,7 +47,20 @@ impl Upstream {
                 let _ = stream.set_nodelay(true);
                 UpstreamStream::Tcp(stream)
             }
-            Upstream::Unix(path) => UpstreamStream::Unix(UnixStream::connect(path).await?),
+            Upstream::Unix(path) => loop {
+                // A full listen queue (a paused server) fails a Unix connect at once, where
+                // a TCP one waits: wait too, as the client would have over TCP. The caller
+                // bounds the wait (a fault or the proxy's shutdown).
+                match UnixStream::connect(path).await {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        tokio::time::sleep(FULL_QUEUE_RETRY).await;
+                    }
+                    connected => break UpstreamStream::Unix(connected?),
+                }
+            },
         })
     }
 }
+
+/// How soon a connect that found the server's listen queue full tries again.
+const FULL_QUEUE_RETRY: Duration = Duration::from_millis(5);
