@@ -45,7 +45,8 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     /// Listen on a free loopback port and forward every connection to `upstream`
-    /// (`host:port`, resolved for each connection, or a Unix socket). `name` labels its log lines.
+    /// (`host:port`, resolved for each connection, or a Unix socket). `name` labels its log
+    /// lines.
     pub async fn start(name: &'static str, upstream: impl Into<Upstream>) -> anyhow::Result<Self> {
         Self::start_with(name, upstream, None).await
     }
