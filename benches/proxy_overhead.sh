@@ -118,8 +118,11 @@ CFG
   haproxy_pid=$!; pids+=($!)
   until_up "haproxy on $hport" redis-cli -p "$hport" ping
   until_up "haproxy on $huport" redis-cli -p "$huport" ping
+  h0=$(ticks "$haproxy_pid")
   read -r h_get h_set < <(rb 127.0.0.1 "$hport")
+  h1=$(ticks "$haproxy_pid")
   read -r hu_get hu_set < <(rb 127.0.0.1 "$huport")
+  h2=$(ticks "$haproxy_pid")
   kill "$haproxy_pid" 2>/dev/null || true
 fi
 d_pg=$(pb 127.0.0.1 5432)
@@ -141,4 +144,5 @@ if [ "$h_get" != - ]; then
   printf '%-34s %12s %12s %7s\n' "peer: haproxy, SET" "$d_set" "$h_set" "$(ratio "$d_set" "$h_set")"
   printf '%-34s %12s %12s %7s\n' "peer: haproxy to the socket, GET" "$d_get" "$hu_get" "$(ratio "$d_get" "$hu_get")"
   printf '%-34s %12s %12s %7s\n' "peer: haproxy to the socket, SET" "$d_set" "$hu_set" "$(ratio "$d_set" "$hu_set")"
+  printf '%-34s %12s %12s\n' "peer: haproxy CPU per request (us)" "tcp $(per_request "$h0" "$h1" $((2 * REQUESTS)))" "unix $(per_request "$h1" "$h2" $((2 * REQUESTS)))"
 fi
