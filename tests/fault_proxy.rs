@@ -335,6 +335,104 @@ async fn shutdown_ends_every_connection_and_stops_listening() {
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
 }
 
+/// How many of this process's threads the OS names `comm` (at most 15 bytes of a name).
+fn threads_named(comm: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == comm)
+        .count()
+}
+
+#[tokio::test]
+async fn a_dropped_proxy_ends_its_connections_and_its_thread() {
+    let (upstream, mut upstream_ended) = echo_server().await;
+    // A name no other test uses, so its thread ("NAME proxy") is this proxy's.
+    let proxy = FaultProxy::start("dropped", upstream.to_string())
+        .await
+        .unwrap();
+    assert_eq!(threads_named("dropped proxy"), 1);
+    let mut client = connect(proxy.addr()).await;
+    round_trip(&mut client, b"hello").await;
+
+    drop(proxy);
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(1), client.read(&mut buf))
+        .await
+        .expect("the client connection ends within 1 s");
+    assert!(!matches!(read, Ok(n) if n > 0), "got data: {read:?}");
+    tokio::time::timeout(Duration::from_secs(1), upstream_ended.recv())
+        .await
+        .expect("the upstream connection ends within 1 s");
+    wait_until("the proxy's thread has ended", || {
+        threads_named("dropped proxy") == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_reset_cuts_a_connection_that_never_stops_streaming() {
+    let (proxy, _) = proxy_to_echo().await;
+    let (mut read, mut write) = connect(proxy.addr()).await.into_split();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![7u8; 64 * 1024];
+        while write.write_all(&chunk).await.is_ok() {}
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut echoed = 0;
+    while echoed < 4 * 1024 * 1024 {
+        let n = read.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the echo ended early");
+        echoed += n;
+    }
+
+    // Data is still flowing both ways when the cut comes.
+    proxy.reset_connections();
+    let ended = tokio::time::timeout(Duration::from_secs(1), async {
+        loop {
+            match read.read(&mut buf).await {
+                Ok(0) => return Ok(()),
+                Ok(_) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    })
+    .await
+    .expect("the streaming connection is cut within 1 s");
+    let e = ended.expect_err("a reset, not a clean end");
+    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
+    tokio::time::timeout(Duration::from_secs(1), writer)
+        .await
+        .expect("the writer fails within 1 s")
+        .unwrap();
+    wait_until("the cut connection is no longer counted", || {
+        proxy.open_connections() == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_blackhole_ended_by_another_fault_cuts_what_it_swallowed() {
+    let (proxy, _) = proxy_to_echo().await;
+    let mut client = connect(proxy.addr()).await;
+    round_trip(&mut client, b"before").await;
+    proxy.set(Fault::Blackhole);
+    client.write_all(b"lost").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let latency = Fault::Latency {
+        ms: 10,
+        jitter_ms: 0,
+    };
+    proxy.set(latency);
+    assert_was_reset(&mut client).await;
+    let took = round_trip(&mut connect(proxy.addr()).await, b"after").await;
+    assert!(
+        took >= Duration::from_millis(20),
+        "latency in force: {took:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_redis_client_through_the_proxy_feels_latency_and_down() {
     let dir = tempfile::tempdir().unwrap();

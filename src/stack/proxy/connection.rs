@@ -168,14 +168,15 @@ fn watch_for_stop(
 ) -> oneshot::Receiver<Ending<()>> {
     let (stop, stopped) = oneshot::channel();
     let shared_now = Arc::clone(shared);
-    shared.tasks.spawn(async move {
+    let watch = async move {
         let mut stop = stop;
         let ending = tokio::select! {
             _ = stop.closed() => return,
             ending = until_cut(std::future::pending::<()>(), &shared_now, &mut control, &mut cut) => ending,
         };
         let _ = stop.send(ending);
-    });
+    };
+    shared.tasks.spawn_on(watch, &shared.runtime);
     stopped
 }
 

@@ -69,6 +69,7 @@ impl FaultProxy {
         let upstream = upstream.into();
         let (cancel, tasks) = (CancellationToken::new(), TaskTracker::new());
         let runtime = own_thread::start(name, cancel.clone(), tasks.clone())
+            .await
             .with_context(|| format!("starting the {name} proxy's thread"))?;
         // The listener belongs to the proxy's runtime, which then polls it.
         let bound = {

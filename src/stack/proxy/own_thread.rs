@@ -3,33 +3,45 @@
 //! multi-threaded pool each wake-up may also wake a second worker (a futex and another
 //! epoll), which on a loaded loopback costs more than the forwarding itself. One thread that
 //! nothing else shares does the same work with less CPU per request (see the README's
-//! target-mode "Overhead").
+//! target-mode "Overhead"). The price: one proxy's connections share one core.
 
 use std::io;
 
 use tokio::runtime::Handle;
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 /// Start the thread for the proxy `name` and return its runtime. The thread runs until
 /// `cancel` is cancelled and every task in `tasks` has ended.
-pub(super) fn start(
+pub(super) async fn start(
     name: &str,
     cancel: CancellationToken,
     tasks: TaskTracker,
 ) -> io::Result<Handle> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let handle = runtime.handle().clone();
+    let (ready, runtime) = oneshot::channel();
+    // The runtime is built, run and dropped on its thread: dropping one in an async context
+    // panics, and the caller is one.
     std::thread::Builder::new()
         .name(format!("{name} proxy"))
         .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => return drop(ready.send(Err(e))),
+            };
+            if ready.send(Ok(runtime.handle().clone())).is_err() {
+                return;
+            }
             runtime.block_on(async {
                 cancel.cancelled().await;
                 tasks.close();
                 tasks.wait().await;
             })
         })?;
-    Ok(handle)
+    runtime
+        .await
+        .map_err(|_| io::Error::other("the proxy's thread ended before its runtime ran"))?
 }
