@@ -3,9 +3,9 @@
 # pgbench -S -c 8, each direct and through the proxy, in one run; prints each ratio
 # (target: proxied >= 0.7 x direct). Uses a throw-away redis-server on a free port and a
 # scratch database on the machine's Postgres (127.0.0.1:5432, user postgres), dropped at
-# the end. Also prints the CPU each request cost redis-server (direct run) and the proxy
-# (proxied run): on a machine whose cores the benchmark already fills, the proxy's CPU is
-# what the proxied run loses. The Redis proxy runs twice: to Redis over TCP (an external
+# the end. Also prints the CPU each request cost redis-server (direct run), the proxy and
+# haproxy (proxied runs): on a machine whose cores the benchmark already fills, a relay's
+# CPU is what the proxied run loses. The Redis proxy runs twice: to Redis over TCP (an external
 # [redis]) and over its Unix socket (the managed Redis). Peers in the same run, when
 # installed: socat and haproxy. Build first: cargo build --release --example proxy_overhead
 set -euo pipefail
@@ -127,7 +127,10 @@ CFG
 fi
 d_pg=$(pb 127.0.0.1 5432)
 p_pg=$(pb "${pg_proxy%:*}" "${pg_proxy##*:}")
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b/a}'; }
+ratio() { # direct proxied -> proxied / direct, or "-" when a run gave no figure
+  [ -n "$2" ] || { echo -; return; }
+  awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b/a}'
+}
 printf '%-34s %12s %12s %7s\n' "benchmark" "direct" "proxied" "ratio"
 printf '%-34s %12s %12s %7s\n' "redis-benchmark GET -P 1 -c 50" "$d_get" "$p_get" "$(ratio "$d_get" "$p_get")"
 printf '%-34s %12s %12s %7s\n' "redis-benchmark SET -P 1 -c 50" "$d_set" "$p_set" "$(ratio "$d_set" "$p_set")"
