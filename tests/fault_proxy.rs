@@ -335,41 +335,6 @@ async fn shutdown_ends_every_connection_and_stops_listening() {
     assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
 }
 
-/// How many of this process's threads the OS names `comm` (at most 15 bytes of a name).
-fn threads_named(comm: &str) -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .filter(|name| name.trim_end() == comm)
-        .count()
-}
-
-#[tokio::test]
-async fn a_dropped_proxy_ends_its_connections_and_its_thread() {
-    let (upstream, mut upstream_ended) = echo_server().await;
-    // A name no other test uses, so its thread ("NAME proxy") is this proxy's.
-    let proxy = FaultProxy::start("dropped", upstream.to_string())
-        .await
-        .unwrap();
-    assert_eq!(threads_named("dropped proxy"), 1);
-    let mut client = connect(proxy.addr()).await;
-    round_trip(&mut client, b"hello").await;
-
-    drop(proxy);
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(Duration::from_secs(1), client.read(&mut buf))
-        .await
-        .expect("the client connection ends within 1 s");
-    assert!(!matches!(read, Ok(n) if n > 0), "got data: {read:?}");
-    tokio::time::timeout(Duration::from_secs(1), upstream_ended.recv())
-        .await
-        .expect("the upstream connection ends within 1 s");
-    wait_until("the proxy's thread has ended", || {
-        threads_named("dropped proxy") == 0
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn a_reset_cuts_a_connection_that_never_stops_streaming() {
     let (proxy, _) = proxy_to_echo().await;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::delay_line::{pump, Direction};
 use super::observe::{self, Protocol};
@@ -70,17 +70,16 @@ pub(super) async fn serve(mut client: TcpStream, shared: Arc<Shared>) {
         Ending::Shutdown => return,
     };
     let _ = client.set_nodelay(true);
-    let stop = watch_for_stop(&shared, control, cut);
     let carried = match &mut upstream {
         UpstreamStream::Tcp(stream) => {
             let (from_upstream, to_upstream) = stream.split();
             let both_ways = carry(&mut client, &first, from_upstream, to_upstream, &shared);
-            until_stopped(both_ways, stop).await
+            until_cut(both_ways, &shared, &mut control, &mut cut).await
         }
         UpstreamStream::Unix(stream) => {
             let (from_upstream, to_upstream) = stream.split();
             let both_ways = carry(&mut client, &first, from_upstream, to_upstream, &shared);
-            until_stopped(both_ways, stop).await
+            until_cut(both_ways, &shared, &mut control, &mut cut).await
         }
     };
     if carried.is_abrupt() {
@@ -152,46 +151,6 @@ async fn until_cut<T>(
     tokio::select! {
         _ = shared.cancel.cancelled() => Ending::Shutdown,
         _ = cut_signal => Ending::Cut,
-        done = work => Ending::Finished(done),
-    }
-}
-
-/// Watch, in a task of its own, for what must stop a connection's carrying: a fault that
-/// cuts it, or shutdown. The answer comes on the returned channel; dropping the receiver
-/// ends the watch. Carrying is woken by every chunk, and polling the shared shutdown token
-/// and fault channel at each of those wake-ups (as `until_cut` does) costs each a lock;
-/// this way a chunk's wake-up polls only the carrying and this channel's flag.
-fn watch_for_stop(
-    shared: &Arc<Shared>,
-    mut control: watch::Receiver<Control>,
-    mut cut: CutRule,
-) -> oneshot::Receiver<Ending<()>> {
-    let (stop, stopped) = oneshot::channel();
-    let shared_now = Arc::clone(shared);
-    let watch = async move {
-        let mut stop = stop;
-        let ending = tokio::select! {
-            _ = stop.closed() => return,
-            ending = until_cut(std::future::pending::<()>(), &shared_now, &mut control, &mut cut) => ending,
-        };
-        let _ = stop.send(ending);
-    };
-    shared.tasks.spawn_on(watch, &shared.runtime);
-    stopped
-}
-
-/// Run `work` until it finishes or `stop` (from `watch_for_stop`) says it must end.
-async fn until_stopped<T>(
-    work: impl std::future::Future<Output = T>,
-    mut stop: oneshot::Receiver<Ending<()>>,
-) -> Ending<T> {
-    tokio::select! {
-        biased;
-        stopped = &mut stop => match stopped {
-            Ok(Ending::Cut) => Ending::Cut,
-            // The watch ended without a word only when its runtime is going away.
-            Ok(Ending::Shutdown | Ending::Finished(())) | Err(_) => Ending::Shutdown,
-        },
         done = work => Ending::Finished(done),
     }
 }

@@ -9,7 +9,6 @@ mod delay_line;
 pub mod kinds;
 mod listener;
 pub mod observe;
-mod own_thread;
 mod upstream;
 
 pub use upstream::Upstream;
@@ -67,40 +66,25 @@ impl FaultProxy {
         observer: Option<observe::Observer>,
     ) -> anyhow::Result<Self> {
         let upstream = upstream.into();
-        let (cancel, tasks) = (CancellationToken::new(), TaskTracker::new());
-        let runtime = own_thread::start(name, cancel.clone(), tasks.clone())
-            .await
-            .with_context(|| format!("starting the {name} proxy's thread"))?;
-        // The listener belongs to the proxy's runtime, which then polls it.
-        let bound = {
-            let _runtime = runtime.enter();
-            listener::bind("127.0.0.1:0".parse().expect("a socket address"))
-                .and_then(|listener| Ok((listener.local_addr()?, listener)))
-        };
-        let (addr, listener) = match bound {
-            Ok(bound) => bound,
-            Err(e) => {
-                // Nothing will run on the thread: end it.
-                cancel.cancel();
-                return Err(e).with_context(|| format!("starting the {name} proxy"));
-            }
-        };
+        let listener = listener::bind("127.0.0.1:0".parse().expect("a socket address"))
+            .with_context(|| format!("starting the {name} proxy"))?;
+        let addr = listener.local_addr()?;
         let (control, _) = watch::channel(Control::default());
         let shared = Arc::new(Shared {
             name,
             upstream,
             addr,
             observer,
-            runtime,
+            runtime: tokio::runtime::Handle::current(),
             listener: Mutex::new(Some(listener)),
             control,
             open: AtomicUsize::new(0),
-            cancel,
-            tasks,
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
         });
         shared
             .tasks
-            .spawn_on(listener::accept_loop(Arc::clone(&shared)), &shared.runtime);
+            .spawn(listener::accept_loop(Arc::clone(&shared)));
         tracing::debug!("{name} proxy on {addr} forwards to {}", shared.upstream);
         Ok(Self { shared })
     }
@@ -175,8 +159,7 @@ struct Shared {
     addr: SocketAddr,
     /// Decodes and counts the traffic (target mode).
     observer: Option<observe::Observer>,
-    /// The proxy's own runtime (`own_thread`), where its tasks run; `set` and `heal` bind
-    /// the listener on it from any thread (a lab script's, say).
+    /// Lets `set` and `heal` bind the listener from any thread (a lab script's, say).
     runtime: tokio::runtime::Handle,
     /// `None` while Down (really not listening, so connects are refused), after shutdown,
     /// or while a re-bind waits for the port to be free again.
