@@ -5,9 +5,10 @@
 # scratch database on the machine's Postgres (127.0.0.1:5432, user postgres), dropped at
 # the end. Also prints the CPU each request cost redis-server (direct run), the proxy and
 # haproxy (proxied runs): on a machine whose cores the benchmark already fills, a relay's
-# CPU is what the proxied run loses. The Redis proxy runs twice: to Redis over TCP (an external
-# [redis]) and over its Unix socket (the managed Redis). Peers in the same run, when
-# installed: socat and haproxy. Build first: cargo build --release --example proxy_overhead
+# CPU is what the proxied run loses. The Redis proxy runs twice: to Redis over TCP (an
+# external [redis]) and over its Unix socket (the managed Redis). Peers in the same run,
+# when installed: socat and haproxy.
+# Build first: cargo build --release --example proxy_overhead
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=target/release/examples/proxy_overhead
