@@ -4,8 +4,10 @@
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cachelab::stack::proxy::observe::{Observed, Observer, Protocol};
 use cachelab::stack::proxy::{Fault, FaultProxy, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -33,12 +35,35 @@ async fn echo_server() -> (SocketAddr, mpsc::UnboundedReceiver<()>) {
     (addr, ended_rx)
 }
 
-async fn proxy_to_echo() -> (FaultProxy, mpsc::UnboundedReceiver<()>) {
+/// The two kinds of proxy: a lab's fault proxy, on the process's worker pool, and target
+/// mode's observing proxy, on a thread of its own. Each fault must act the same on both.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Fault,
+    Observing,
+}
+
+const KINDS: [Kind; 2] = [Kind::Fault, Kind::Observing];
+
+/// A RESP observer. An echo is not RESP: the decoder gives up on it and only watches.
+fn observer() -> Observer {
+    Observer {
+        protocol: Protocol::Redis {
+            is_cache_key: Arc::new(|_: &str| true),
+        },
+        observed: Arc::new(Observed::default()),
+    }
+}
+
+async fn proxy_to_echo(kind: Kind) -> (FaultProxy, mpsc::UnboundedReceiver<()>) {
     let (upstream, ended) = echo_server().await;
-    let proxy = FaultProxy::start("echo", upstream.to_string())
-        .await
-        .unwrap();
-    (proxy, ended)
+    let proxy = match kind {
+        Kind::Fault => FaultProxy::start("echo", upstream.to_string()).await,
+        Kind::Observing => {
+            FaultProxy::start_observing("echo", upstream.to_string(), observer()).await
+        }
+    };
+    (proxy.unwrap(), ended)
 }
 
 async fn connect(addr: SocketAddr) -> TcpStream {
@@ -84,211 +109,233 @@ async fn wait_until(what: &str, condition: impl Fn() -> bool) {
 
 #[tokio::test]
 async fn a_healthy_proxy_echoes_counts_the_connection_and_carries_a_half_close() {
-    let (proxy, _) = proxy_to_echo().await;
-    let mut client = connect(proxy.addr()).await;
-    round_trip(&mut client, b"hello").await;
-    assert_eq!(proxy.open_connections(), 1);
-    assert_eq!(proxy.fault(), None);
+    for kind in KINDS {
+        eprintln!("{kind:?} proxy");
+        let (proxy, _) = proxy_to_echo(kind).await;
+        let mut client = connect(proxy.addr()).await;
+        round_trip(&mut client, b"hello").await;
+        assert_eq!(proxy.open_connections(), 1);
+        assert_eq!(proxy.fault(), None);
 
-    // A megabyte, then end of stream: all of it comes back, then the end.
-    let sent: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
-    let (mut read, mut write) = client.into_split();
-    let writer = tokio::spawn({
-        let sent = sent.clone();
-        async move {
-            write.write_all(&sent).await.unwrap();
-            write.shutdown().await.unwrap();
-        }
-    });
-    let mut received = Vec::new();
-    read.read_to_end(&mut received).await.unwrap();
-    writer.await.unwrap();
-    assert!(received == sent, "the echo differs from what was sent");
-    wait_until("the closed connection is no longer counted", || {
-        proxy.open_connections() == 0
-    })
-    .await;
+        // A megabyte, then end of stream: all of it comes back, then the end.
+        let sent: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let (mut read, mut write) = client.into_split();
+        let writer = tokio::spawn({
+            let sent = sent.clone();
+            async move {
+                write.write_all(&sent).await.unwrap();
+                write.shutdown().await.unwrap();
+            }
+        });
+        let mut received = Vec::new();
+        read.read_to_end(&mut received).await.unwrap();
+        writer.await.unwrap();
+        assert!(received == sent, "the echo differs from what was sent");
+        wait_until("the closed connection is no longer counted", || {
+            proxy.open_connections() == 0
+        })
+        .await;
+    }
 }
 
 #[tokio::test]
 async fn latency_delays_both_directions_on_open_and_new_connections_until_healed() {
-    let (proxy, _) = proxy_to_echo().await;
-    let mut open = connect(proxy.addr()).await;
-    round_trip(&mut open, b"warm").await;
+    for kind in KINDS {
+        eprintln!("{kind:?} proxy");
+        let (proxy, _) = proxy_to_echo(kind).await;
+        let mut open = connect(proxy.addr()).await;
+        round_trip(&mut open, b"warm").await;
 
-    proxy.set(Fault::Latency {
-        ms: 100,
-        jitter_ms: 0,
-    });
-    assert_eq!(
-        proxy.fault(),
-        Some(Fault::Latency {
+        proxy.set(Fault::Latency {
             ms: 100,
-            jitter_ms: 0
-        })
-    );
-    let mut new = connect(proxy.addr()).await;
-    for client in [&mut open, &mut new] {
-        let took = round_trip(client, b"ping").await;
-        assert!(
-            took >= Duration::from_millis(200) && took < Duration::from_millis(400),
-            "a round trip under 100 ms latency took {took:?}"
+            jitter_ms: 0,
+        });
+        assert_eq!(
+            proxy.fault(),
+            Some(Fault::Latency {
+                ms: 100,
+                jitter_ms: 0
+            })
         );
-    }
+        let mut new = connect(proxy.addr()).await;
+        for client in [&mut open, &mut new] {
+            let took = round_trip(client, b"ping").await;
+            assert!(
+                took >= Duration::from_millis(200) && took < Duration::from_millis(400),
+                "a round trip under 100 ms latency took {took:?}"
+            );
+        }
 
-    proxy.heal();
-    let took = round_trip(&mut open, b"ping").await;
-    assert!(took < Duration::from_millis(50), "healed, it took {took:?}");
+        proxy.heal();
+        let took = round_trip(&mut open, b"ping").await;
+        assert!(took < Duration::from_millis(50), "healed, it took {took:?}");
+    }
 }
 
 #[tokio::test]
 async fn jitter_varies_round_trips_within_its_bounds() {
-    let (proxy, _) = proxy_to_echo().await;
-    proxy.set(Fault::Latency {
-        ms: 50,
-        jitter_ms: 20,
-    });
-    let mut client = connect(proxy.addr()).await;
-    let mut took = Vec::new();
-    for _ in 0..10 {
-        took.push(round_trip(&mut client, b"ping").await);
+    for kind in KINDS {
+        eprintln!("{kind:?} proxy");
+        let (proxy, _) = proxy_to_echo(kind).await;
+        proxy.set(Fault::Latency {
+            ms: 50,
+            jitter_ms: 20,
+        });
+        let mut client = connect(proxy.addr()).await;
+        let mut took = Vec::new();
+        for _ in 0..10 {
+            took.push(round_trip(&mut client, b"ping").await);
+        }
+        let (min, max) = (took.iter().min().unwrap(), took.iter().max().unwrap());
+        // Two ways of 50 ± 20 ms each: 60..=140 ms, with room for a busy machine above.
+        assert!(*min >= Duration::from_millis(60), "{took:?}");
+        assert!(*max < Duration::from_millis(240), "{took:?}");
+        assert!(
+            *max - *min > Duration::from_millis(5),
+            "no jitter seen: {took:?}"
+        );
     }
-    let (min, max) = (took.iter().min().unwrap(), took.iter().max().unwrap());
-    // Two ways of 50 ± 20 ms each: 60..=140 ms, with room for a busy machine above.
-    assert!(*min >= Duration::from_millis(60), "{took:?}");
-    assert!(*max < Duration::from_millis(240), "{took:?}");
-    assert!(
-        *max - *min > Duration::from_millis(5),
-        "no jitter seen: {took:?}"
-    );
 }
 
 #[tokio::test]
 async fn pipelined_messages_under_latency_overlap_their_delays() {
-    let (proxy, _) = proxy_to_echo().await;
-    proxy.set(Fault::Latency {
-        ms: 100,
-        jitter_ms: 0,
-    });
-    let client = connect(proxy.addr()).await;
-    let (mut read, mut write) = client.into_split();
-    let started = Instant::now();
-    // 100 messages arriving as separate chunks a few ms apart. On a delay line each one's
-    // round trip is 200 ms however many are in flight; delaying each read in turn would
-    // add the rest of the previous delay to the next chunk (up to ~300 ms) or, without
-    // batching, take 100 × 200 ms in all.
-    let writer = tokio::spawn(async move {
-        let mut sent_at = Vec::new();
+    for kind in KINDS {
+        eprintln!("{kind:?} proxy");
+        let (proxy, _) = proxy_to_echo(kind).await;
+        proxy.set(Fault::Latency {
+            ms: 100,
+            jitter_ms: 0,
+        });
+        let client = connect(proxy.addr()).await;
+        let (mut read, mut write) = client.into_split();
+        let started = Instant::now();
+        // 100 messages arriving as separate chunks a few ms apart. On a delay line each one's
+        // round trip is 200 ms however many are in flight; delaying each read in turn would
+        // add the rest of the previous delay to the next chunk (up to ~300 ms) or, without
+        // batching, take 100 × 200 ms in all.
+        let writer = tokio::spawn(async move {
+            let mut sent_at = Vec::new();
+            for i in 0..100u32 {
+                sent_at.push(Instant::now());
+                write.write_all(&i.to_be_bytes()).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (write, sent_at)
+        });
+        let mut echoed_at = Vec::new();
         for i in 0..100u32 {
-            sent_at.push(Instant::now());
-            write.write_all(&i.to_be_bytes()).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            let mut echo = [0u8; 4];
+            read.read_exact(&mut echo).await.unwrap();
+            echoed_at.push(Instant::now());
+            assert_eq!(u32::from_be_bytes(echo), i, "echoes out of order");
         }
-        (write, sent_at)
-    });
-    let mut echoed_at = Vec::new();
-    for i in 0..100u32 {
-        let mut echo = [0u8; 4];
-        read.read_exact(&mut echo).await.unwrap();
-        echoed_at.push(Instant::now());
-        assert_eq!(u32::from_be_bytes(echo), i, "echoes out of order");
-    }
-    let took = started.elapsed();
-    let (_write, sent_at) = writer.await.unwrap();
-    let round_trips: Vec<Duration> = echoed_at
-        .iter()
-        .zip(&sent_at)
-        .map(|(e, s)| *e - *s)
-        .collect();
-    for (i, rt) in round_trips.iter().enumerate() {
+        let took = started.elapsed();
+        let (_write, sent_at) = writer.await.unwrap();
+        let round_trips: Vec<Duration> = echoed_at
+            .iter()
+            .zip(&sent_at)
+            .map(|(e, s)| *e - *s)
+            .collect();
+        for (i, rt) in round_trips.iter().enumerate() {
+            assert!(
+                *rt >= Duration::from_millis(200) && *rt < Duration::from_millis(280),
+                "message {i} took {rt:?} under 100 ms latency each way"
+            );
+        }
         assert!(
-            *rt >= Duration::from_millis(200) && *rt < Duration::from_millis(280),
-            "message {i} took {rt:?} under 100 ms latency each way"
+            took < Duration::from_secs(1),
+            "100 pipelined messages took {took:?}"
         );
     }
-    assert!(
-        took < Duration::from_secs(1),
-        "100 pipelined messages took {took:?}"
-    );
 }
 
 #[tokio::test]
 async fn down_refuses_new_connections_resets_open_ones_and_heal_listens_on_the_same_address() {
-    let (proxy, _) = proxy_to_echo().await;
-    let addr = proxy.addr();
-    let mut open = connect(addr).await;
-    round_trip(&mut open, b"before").await;
+    for kind in KINDS {
+        eprintln!("{kind:?} proxy");
+        let (proxy, _) = proxy_to_echo(kind).await;
+        let addr = proxy.addr();
+        let mut open = connect(addr).await;
+        round_trip(&mut open, b"before").await;
 
-    proxy.set(Fault::Down);
-    assert_was_reset(&mut open).await;
-    let refused = TcpStream::connect(addr)
-        .await
-        .expect_err("connect while down");
-    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
-    wait_until("the cut connection is no longer counted", || {
-        proxy.open_connections() == 0
-    })
-    .await;
+        proxy.set(Fault::Down);
+        assert_was_reset(&mut open).await;
+        let refused = TcpStream::connect(addr)
+            .await
+            .expect_err("connect while down");
+        assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+        wait_until("the cut connection is no longer counted", || {
+            proxy.open_connections() == 0
+        })
+        .await;
 
-    proxy.heal();
-    assert_eq!(proxy.addr(), addr);
-    let mut again = connect(addr).await;
-    round_trip(&mut again, b"after").await;
+        proxy.heal();
+        assert_eq!(proxy.addr(), addr);
+        let mut again = connect(addr).await;
+        round_trip(&mut again, b"after").await;
 
-    // Down and heal again, back to back: still the same address, still serving.
-    proxy.set(Fault::Down);
-    proxy.heal();
-    assert_was_reset(&mut again).await;
-    round_trip(&mut connect(addr).await, b"twice").await;
+        // Down and heal again, back to back: still the same address, still serving.
+        proxy.set(Fault::Down);
+        proxy.heal();
+        assert_was_reset(&mut again).await;
+        round_trip(&mut connect(addr).await, b"twice").await;
+    }
 }
 
 #[tokio::test]
 async fn blackhole_answers_nothing_and_heal_cuts_what_it_swallowed() {
-    let (proxy, _) = proxy_to_echo().await;
-    let mut before = connect(proxy.addr()).await;
-    round_trip(&mut before, b"before").await;
+    for kind in KINDS {
+        eprintln!("{kind:?} proxy");
+        let (proxy, _) = proxy_to_echo(kind).await;
+        let mut before = connect(proxy.addr()).await;
+        round_trip(&mut before, b"before").await;
 
-    proxy.set(Fault::Blackhole);
-    let mut during = connect(proxy.addr()).await;
-    for client in [&mut before, &mut during] {
-        client.write_all(b"anyone?").await.unwrap();
-        let mut buf = [0u8; 16];
-        let answer = tokio::time::timeout(Duration::from_millis(300), client.read(&mut buf)).await;
-        assert!(answer.is_err(), "a blackhole answered: {answer:?}");
+        proxy.set(Fault::Blackhole);
+        let mut during = connect(proxy.addr()).await;
+        for client in [&mut before, &mut during] {
+            client.write_all(b"anyone?").await.unwrap();
+            let mut buf = [0u8; 16];
+            let answer =
+                tokio::time::timeout(Duration::from_millis(300), client.read(&mut buf)).await;
+            assert!(answer.is_err(), "a blackhole answered: {answer:?}");
+        }
+
+        proxy.heal();
+        assert_was_reset(&mut before).await;
+        assert_was_reset(&mut during).await;
+        round_trip(&mut connect(proxy.addr()).await, b"after").await;
     }
-
-    proxy.heal();
-    assert_was_reset(&mut before).await;
-    assert_was_reset(&mut during).await;
-    round_trip(&mut connect(proxy.addr()).await, b"after").await;
 }
 
 #[tokio::test]
 async fn reset_cuts_open_connections_once_and_keeps_the_fault() {
-    let (proxy, _) = proxy_to_echo().await;
-    let latency = Fault::Latency {
-        ms: 10,
-        jitter_ms: 0,
-    };
-    proxy.set(latency);
-    let mut first = connect(proxy.addr()).await;
-    let mut second = connect(proxy.addr()).await;
-    round_trip(&mut first, b"one").await;
-    round_trip(&mut second, b"two").await;
-    assert_eq!(proxy.open_connections(), 2);
+    for kind in KINDS {
+        eprintln!("{kind:?} proxy");
+        let (proxy, _) = proxy_to_echo(kind).await;
+        let latency = Fault::Latency {
+            ms: 10,
+            jitter_ms: 0,
+        };
+        proxy.set(latency);
+        let mut first = connect(proxy.addr()).await;
+        let mut second = connect(proxy.addr()).await;
+        round_trip(&mut first, b"one").await;
+        round_trip(&mut second, b"two").await;
+        assert_eq!(proxy.open_connections(), 2);
 
-    proxy.reset_connections();
-    assert_was_reset(&mut first).await;
-    assert_was_reset(&mut second).await;
-    assert_eq!(proxy.fault(), Some(latency));
-    wait_until("the cut connections are no longer counted", || {
-        proxy.open_connections() == 0
-    })
-    .await;
+        proxy.reset_connections();
+        assert_was_reset(&mut first).await;
+        assert_was_reset(&mut second).await;
+        assert_eq!(proxy.fault(), Some(latency));
+        wait_until("the cut connections are no longer counted", || {
+            proxy.open_connections() == 0
+        })
+        .await;
 
-    let mut later = connect(proxy.addr()).await;
-    let took = round_trip(&mut later, b"three").await;
-    assert!(took >= Duration::from_millis(20), "latency kept: {took:?}");
+        let mut later = connect(proxy.addr()).await;
+        let took = round_trip(&mut later, b"three").await;
+        assert!(took >= Duration::from_millis(20), "latency kept: {took:?}");
+    }
 }
 
 #[tokio::test]
@@ -310,92 +357,136 @@ async fn a_dead_upstream_closes_the_client_connection() {
 
 #[tokio::test]
 async fn shutdown_ends_every_connection_and_stops_listening() {
-    let (proxy, mut upstream_ended) = proxy_to_echo().await;
-    let addr = proxy.addr();
-    let mut client = connect(addr).await;
-    round_trip(&mut client, b"hello").await;
-    proxy.set(Fault::Latency {
-        ms: 1000,
-        jitter_ms: 0,
-    });
+    for kind in KINDS {
+        eprintln!("{kind:?} proxy");
+        let (proxy, mut upstream_ended) = proxy_to_echo(kind).await;
+        let addr = proxy.addr();
+        let mut client = connect(addr).await;
+        round_trip(&mut client, b"hello").await;
+        proxy.set(Fault::Latency {
+            ms: 1000,
+            jitter_ms: 0,
+        });
 
-    proxy.shutdown().await;
-    // Every connection task has finished when shutdown returns: both ends are closed.
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(Duration::from_millis(200), client.read(&mut buf))
-        .await
-        .expect("the client connection is closed");
-    assert!(!matches!(read, Ok(n) if n > 0), "got data: {read:?}");
-    tokio::time::timeout(Duration::from_millis(200), upstream_ended.recv())
-        .await
-        .expect("the upstream connection is closed");
-    let refused = TcpStream::connect(addr)
-        .await
-        .expect_err("connect after shutdown");
-    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+        proxy.shutdown().await;
+        // Every connection task has finished when shutdown returns: both ends are closed.
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_millis(200), client.read(&mut buf))
+            .await
+            .expect("the client connection is closed");
+        assert!(!matches!(read, Ok(n) if n > 0), "got data: {read:?}");
+        tokio::time::timeout(Duration::from_millis(200), upstream_ended.recv())
+            .await
+            .expect("the upstream connection is closed");
+        let refused = TcpStream::connect(addr)
+            .await
+            .expect_err("connect after shutdown");
+        assert_eq!(refused.kind(), ErrorKind::ConnectionRefused, "{refused}");
+    }
+}
+
+/// How many of this process's threads the OS names `comm` (at most 15 bytes of a name).
+fn threads_named(comm: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .filter(|name| name.trim_end() == comm)
+        .count()
 }
 
 #[tokio::test]
-async fn a_reset_cuts_a_connection_that_never_stops_streaming() {
-    let (proxy, _) = proxy_to_echo().await;
-    let (mut read, mut write) = connect(proxy.addr()).await.into_split();
-    let writer = tokio::spawn(async move {
-        let chunk = vec![7u8; 64 * 1024];
-        while write.write_all(&chunk).await.is_ok() {}
-    });
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut echoed = 0;
-    while echoed < 4 * 1024 * 1024 {
-        let n = read.read(&mut buf).await.unwrap();
-        assert!(n > 0, "the echo ended early");
-        echoed += n;
-    }
-
-    // Data is still flowing both ways when the cut comes.
-    proxy.reset_connections();
-    let ended = tokio::time::timeout(Duration::from_secs(1), async {
-        loop {
-            match read.read(&mut buf).await {
-                Ok(0) => return Ok(()),
-                Ok(_) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-    })
-    .await
-    .expect("the streaming connection is cut within 1 s");
-    let e = ended.expect_err("a reset, not a clean end");
-    assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
-    tokio::time::timeout(Duration::from_secs(1), writer)
+async fn a_dropped_observing_proxy_ends_its_connections_and_its_thread() {
+    let (upstream, mut upstream_ended) = echo_server().await;
+    // A name no other test uses, so its thread ("NAME proxy") is this proxy's.
+    let proxy = FaultProxy::start_observing("dropped", upstream.to_string(), observer())
         .await
-        .expect("the writer fails within 1 s")
         .unwrap();
-    wait_until("the cut connection is no longer counted", || {
-        proxy.open_connections() == 0
+    assert_eq!(threads_named("dropped proxy"), 1);
+    let mut client = connect(proxy.addr()).await;
+    round_trip(&mut client, b"hello").await;
+
+    drop(proxy);
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(1), client.read(&mut buf))
+        .await
+        .expect("the client connection ends within 1 s");
+    assert!(!matches!(read, Ok(n) if n > 0), "got data: {read:?}");
+    tokio::time::timeout(Duration::from_secs(1), upstream_ended.recv())
+        .await
+        .expect("the upstream connection ends within 1 s");
+    wait_until("the proxy's thread has ended", || {
+        threads_named("dropped proxy") == 0
     })
     .await;
 }
 
 #[tokio::test]
-async fn a_blackhole_ended_by_another_fault_cuts_what_it_swallowed() {
-    let (proxy, _) = proxy_to_echo().await;
-    let mut client = connect(proxy.addr()).await;
-    round_trip(&mut client, b"before").await;
-    proxy.set(Fault::Blackhole);
-    client.write_all(b"lost").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+async fn a_reset_cuts_a_connection_that_never_stops_streaming() {
+    for kind in KINDS {
+        eprintln!("{kind:?} proxy");
+        let (proxy, _) = proxy_to_echo(kind).await;
+        let (mut read, mut write) = connect(proxy.addr()).await.into_split();
+        let writer = tokio::spawn(async move {
+            let chunk = vec![7u8; 64 * 1024];
+            while write.write_all(&chunk).await.is_ok() {}
+        });
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut echoed = 0;
+        while echoed < 4 * 1024 * 1024 {
+            let n = read.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the echo ended early");
+            echoed += n;
+        }
 
-    let latency = Fault::Latency {
-        ms: 10,
-        jitter_ms: 0,
-    };
-    proxy.set(latency);
-    assert_was_reset(&mut client).await;
-    let took = round_trip(&mut connect(proxy.addr()).await, b"after").await;
-    assert!(
-        took >= Duration::from_millis(20),
-        "latency in force: {took:?}"
-    );
+        // Data is still flowing both ways when the cut comes.
+        proxy.reset_connections();
+        let ended = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                match read.read(&mut buf).await {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+        .expect("the streaming connection is cut within 1 s");
+        let e = ended.expect_err("a reset, not a clean end");
+        assert_eq!(e.kind(), ErrorKind::ConnectionReset, "{e}");
+        tokio::time::timeout(Duration::from_secs(1), writer)
+            .await
+            .expect("the writer fails within 1 s")
+            .unwrap();
+        wait_until("the cut connection is no longer counted", || {
+            proxy.open_connections() == 0
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_blackhole_ended_by_another_fault_cuts_what_it_swallowed() {
+    for kind in KINDS {
+        eprintln!("{kind:?} proxy");
+        let (proxy, _) = proxy_to_echo(kind).await;
+        let mut client = connect(proxy.addr()).await;
+        round_trip(&mut client, b"before").await;
+        proxy.set(Fault::Blackhole);
+        client.write_all(b"lost").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        let latency = Fault::Latency {
+            ms: 10,
+            jitter_ms: 0,
+        };
+        proxy.set(latency);
+        assert_was_reset(&mut client).await;
+        let took = round_trip(&mut connect(proxy.addr()).await, b"after").await;
+        assert!(
+            took >= Duration::from_millis(20),
+            "latency in force: {took:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod delay_line;
 pub mod kinds;
 mod listener;
 pub mod observe;
+mod own_thread;
 mod upstream;
 
 pub use upstream::Upstream;
@@ -66,25 +67,46 @@ impl FaultProxy {
         observer: Option<observe::Observer>,
     ) -> anyhow::Result<Self> {
         let upstream = upstream.into();
-        let listener = listener::bind("127.0.0.1:0".parse().expect("a socket address"))
-            .with_context(|| format!("starting the {name} proxy"))?;
-        let addr = listener.local_addr()?;
+        let (cancel, tasks) = (CancellationToken::new(), TaskTracker::new());
+        // An observing proxy (target mode) carries an app's load test: it gets a thread of
+        // its own (`own_thread`). The labs' fault proxies stay on the worker pool, where
+        // the labs' thresholds were measured.
+        let runtime = match observer {
+            Some(_) => own_thread::start(name, cancel.clone(), tasks.clone())
+                .await
+                .with_context(|| format!("starting the {name} proxy's thread"))?,
+            None => tokio::runtime::Handle::current(),
+        };
+        // The listener belongs to the runtime that polls it.
+        let bound = {
+            let _runtime = runtime.enter();
+            listener::bind("127.0.0.1:0".parse().expect("a socket address"))
+                .and_then(|listener| Ok((listener.local_addr()?, listener)))
+        };
+        let (addr, listener) = match bound {
+            Ok(bound) => bound,
+            Err(e) => {
+                // Nothing will run on an own thread: end it.
+                cancel.cancel();
+                return Err(e).with_context(|| format!("starting the {name} proxy"));
+            }
+        };
         let (control, _) = watch::channel(Control::default());
         let shared = Arc::new(Shared {
             name,
             upstream,
             addr,
             observer,
-            runtime: tokio::runtime::Handle::current(),
+            runtime,
             listener: Mutex::new(Some(listener)),
             control,
             open: AtomicUsize::new(0),
-            cancel: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            cancel,
+            tasks,
         });
         shared
             .tasks
-            .spawn(listener::accept_loop(Arc::clone(&shared)));
+            .spawn_on(listener::accept_loop(Arc::clone(&shared)), &shared.runtime);
         tracing::debug!("{name} proxy on {addr} forwards to {}", shared.upstream);
         Ok(Self { shared })
     }
@@ -159,7 +181,8 @@ struct Shared {
     addr: SocketAddr,
     /// Decodes and counts the traffic (target mode).
     observer: Option<observe::Observer>,
-    /// Lets `set` and `heal` bind the listener from any thread (a lab script's, say).
+    /// Where the proxy's tasks run (its own thread's, when observing); `set` and `heal`
+    /// bind the listener on it from any thread (a lab script's, say).
     runtime: tokio::runtime::Handle,
     /// `None` while Down (really not listening, so connects are refused), after shutdown,
     /// or while a re-bind waits for the port to be free again.
