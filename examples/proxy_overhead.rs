@@ -1,8 +1,9 @@
 //! The observing proxies alone, for `benches/proxy_overhead.sh`: an observing Redis proxy
 //! and an observing Postgres proxy in front of the upstreams given as arguments
-//! (`host:port` each, or `unix:PATH` for a Unix socket). It prints where they listen, runs until its stdin closes, and then
-//! prints what they counted — so the script can compare redis-benchmark and pgbench
-//! direct and through them, with the decoding target mode does (`--plain`: without it).
+//! (`host:port` each, or `unix:PATH` for a Unix socket). It prints where they listen, runs
+//! until its stdin closes, and then prints what they counted — so the script can compare
+//! redis-benchmark and pgbench direct and through them, as target mode runs them
+//! (`--plain`: the labs' fault proxies instead, without decoding, on the worker pool).
 
 use std::sync::Arc;
 
@@ -32,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
         protocol: Protocol::Postgres,
         observed: observed.clone(),
     };
-    // --plain: the fault proxy without decoding, to tell the two costs apart.
+    // --plain: the labs' fault proxies, to tell the two kinds apart.
     let (redis, postgres) = if plain {
         (
             FaultProxy::start("redis", redis_at).await?,
