@@ -63,34 +63,47 @@ unix_proxy=$(awk '/^redis /{print $2}' "$tmp/proxy-unix.out")
 pg_proxy=$(awk '/^postgres /{print $2}' "$tmp/proxy.out")
 pgbench $PG -i -s 1 -q "$db" >/dev/null 2>&1
 
-rb() { # host port -> "get set" requests per second, then the CPU ticks redis-benchmark used
-  ( # This subshell's children's ticks (/proc: cutime + cstime) are redis-benchmark's.
-    me=$BASHPID
-    figures=$(redis-benchmark -h "$1" -p "$2" -t get,set -P 1 -c 50 -n "$REQUESTS" -q 2>/dev/null |
-      tr '\r' '\n' | awk '$2 ~ /^[0-9.]+$/ && $3 == "requests" {
-        if ($1 == "SET:") set = int($2); if ($1 == "GET:") get = int($2) } END { print get, set }')
-    echo "$figures $(awk '{print $16 + $17}' "/proc/$me/stat")"
-  )
-}
 pb() { # host port -> transactions per second
   pgbench -h "$1" -p "$2" -U postgres -S -c 8 -j 2 -T "$SECONDS_PG" "$db" 2>/dev/null |
     awk '/^tps/{print int($3)}'
 }
-# CPU per request (user + system, from /proc): what the hop costs whatever the machine.
+# CPU (user + system ticks, from /proc) of a running process.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-per_request() { # ticks before, after, requests -> microseconds
-  awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.1f", (b - a) * 1e6 / hz / n}'
+per_request() { # ticks, requests -> microseconds, or "-"
+  [ "$1" != - ] || { echo -; return; }
+  awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.1f", t * 1e6 / hz / n}'
 }
-r0=$(ticks "$redis_pid")
-read -r d_get d_set b_ticks < <(rb 127.0.0.1 "$port")
-[ -n "$d_get" ] && [ -n "$d_set" ] || fail "redis-benchmark direct gave no figures"
-r1=$(ticks "$redis_pid"); x0=$(ticks "$proxy_pid")
-read -r p_get p_set _ < <(rb "${redis_proxy%:*}" "${redis_proxy##*:}")
-[ -n "$p_get" ] && [ -n "$p_set" ] || fail "redis-benchmark through the proxy gave no figures"
-x1=$(ticks "$proxy_pid"); u0=$(ticks "$unix_proxy_pid")
-read -r u_get u_set _ < <(rb "${unix_proxy%:*}" "${unix_proxy##*:}")
-[ -n "$u_get" ] && [ -n "$u_set" ] || fail "redis-benchmark through the proxy to the socket gave no figures"
-u1=$(ticks "$unix_proxy_pid")
+# rb NAME HOST PORT [RELAY_PID]: redis-benchmark through HOST:PORT. Sets NAME_get and
+# NAME_set (requests per second, "-" when the run gave none) and NAME_cpu: the CPU per
+# request of redis-server, redis-benchmark and the relay (if any), and their sum.
+rb() {
+  local name=$1 host=$2 port=$3 relay=${4:-} r0 x0 x=- out figures get set bench
+  r0=$(ticks "$redis_pid"); [ -n "$relay" ] && x0=$(ticks "$relay")
+  # A subshell's children's ticks (/proc: cutime + cstime) are redis-benchmark's.
+  out=$(
+    me=$BASHPID
+    figures=$(redis-benchmark -h "$host" -p "$port" -t get,set -P 1 -c 50 -n "$REQUESTS" -q \
+      2>/dev/null | tr '\r' '\n' | awk '$2 ~ /^[0-9.]+$/ && $3 == "requests" {
+        if ($1 == "SET:") set = int($2); if ($1 == "GET:") get = int($2) }
+        END { print (get == "" ? "-" : get), (set == "" ? "-" : set) }') || true
+    echo "$figures $(awk '{print $16 + $17}' "/proc/$me/stat")"
+  )
+  read -r get set bench <<<"$out"
+  [ -n "$relay" ] && x=$(($(ticks "$relay") - x0))
+  local n=$((2 * REQUESTS)) redis=$(($(ticks "$redis_pid") - r0))
+  printf -v "${name}_get" %s "$get"
+  printf -v "${name}_set" %s "$set"
+  printf -v "${name}_cpu" '%s %s %s %s' "$(per_request "$redis" $n)" \
+    "$(per_request "$bench" $n)" "$(per_request "$x" $n)" \
+    "$(per_request $((redis + bench + ${x/-/0})) $n)"
+}
+rb d 127.0.0.1 "$port"
+[ "$d_get" != - ] && [ "$d_set" != - ] || fail "redis-benchmark direct gave no figures"
+rb p "${redis_proxy%:*}" "${redis_proxy##*:}" "$proxy_pid"
+[ "$p_get" != - ] && [ "$p_set" != - ] || fail "redis-benchmark through the proxy gave no figures"
+rb u "${unix_proxy%:*}" "${unix_proxy##*:}" "$unix_proxy_pid"
+[ "$u_get" != - ] && [ "$u_set" != - ] ||
+  fail "redis-benchmark through the proxy to the socket gave no figures"
 # A peer: the same hop through socat (a plain TCP relay, no decoding), when installed, to
 # tell the cost of any extra hop on this machine from the cost of ours.
 s_get=-; s_set=-
@@ -99,12 +112,13 @@ if command -v socat >/dev/null 2>&1; then
   socat "TCP-LISTEN:$sport,bind=127.0.0.1,fork,reuseaddr" "TCP:127.0.0.1:$port" &
   socat_pid=$!; pids+=($!)
   until_up "socat on $sport" redis-cli -p "$sport" ping
-  read -r s_get s_set _ < <(rb 127.0.0.1 "$sport")
+  rb s 127.0.0.1 "$sport"
   kill "$socat_pid" 2>/dev/null || true
 fi
 # The strongest peer: haproxy in TCP mode (a C relay built for this), when installed, to
-# Redis over TCP and over its Unix socket, as our two proxies.
-h_get=-; h_set=-; hu_get=-; hu_set=-
+# Redis over TCP and over its Unix socket, as our two proxies. Two threads: its default on
+# a 2-core machine.
+h_get=-; h_set=-; hu_get=-; hu_set=-; h_cpu="- - - -"; hu_cpu="- - - -"
 if command -v haproxy >/dev/null 2>&1; then
   hport=$(free_port); huport=$(free_port)
   cat >"$tmp/haproxy.cfg" <<CFG
@@ -126,50 +140,42 @@ CFG
   haproxy_pid=$!; pids+=($!)
   until_up "haproxy on $hport" redis-cli -p "$hport" ping
   until_up "haproxy on $huport" redis-cli -p "$huport" ping
-  h0=$(ticks "$haproxy_pid")
-  read -r h_get h_set _ < <(rb 127.0.0.1 "$hport")
-  h1=$(ticks "$haproxy_pid")
-  read -r hu_get hu_set _ < <(rb 127.0.0.1 "$huport")
-  h2=$(ticks "$haproxy_pid")
+  rb h 127.0.0.1 "$hport" "$haproxy_pid"
+  rb hu 127.0.0.1 "$huport" "$haproxy_pid"
   kill "$haproxy_pid" 2>/dev/null || true
 fi
 d_pg=$(pb 127.0.0.1 5432)
 p_pg=$(pb "${pg_proxy%:*}" "${pg_proxy##*:}")
-ratio() { # direct proxied -> proxied / direct, or "-" when a run gave no figure
-  [ -n "$2" ] || { echo -; return; }
+ratio() { # base figure -> figure / base, or "-" when either is missing
+  case "$1,$2" in ,* | *, | -,* | *,-) echo -; return ;; esac
   awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b/a}'
 }
-# "vs haproxy": the proxy's figure against haproxy's on the same path ("-" without haproxy).
-# The Redis proxy's target: within 10% of haproxy's throughput and CPU per request.
-vs() { [ "$2" != - ] && ratio "$2" "$1" || echo -; }
-n=$((2 * REQUESTS))
-x_cpu=$(per_request "$x0" "$x1" $n); u_cpu=$(per_request "$u0" "$u1" $n)
-h_cpu=-; hu_cpu=-
-if [ "$h_get" != - ]; then
-  h_cpu=$(per_request "$h0" "$h1" $n); hu_cpu=$(per_request "$h1" "$h2" $n)
-fi
-row() { printf '%-34s %12s %12s %7s %11s\n' "$@"; }
-row "benchmark" "direct" "proxied" "ratio" "vs haproxy"
-row "redis-benchmark GET -P 1 -c 50" "$d_get" "$p_get" "$(ratio "$d_get" "$p_get")" "$(vs "$p_get" "$h_get")"
-row "redis-benchmark SET -P 1 -c 50" "$d_set" "$p_set" "$(ratio "$d_set" "$p_set")" "$(vs "$p_set" "$h_set")"
-row "GET, proxy to Redis' Unix socket" "$d_get" "$u_get" "$(ratio "$d_get" "$u_get")" "$(vs "$u_get" "$hu_get")"
-row "SET, proxy to Redis' Unix socket" "$d_set" "$u_set" "$(ratio "$d_set" "$u_set")" "$(vs "$u_set" "$hu_set")"
+row() { printf '%-34s %10s %10s %7s %11s\n' "$@"; }
+# "vs haproxy": the proxy's throughput over haproxy's on the same path ("-" without
+# haproxy). The Redis proxy's target: within 10% of haproxy's, and its CPU too (below).
+row "requests per second" "direct" "proxied" "ratio" "vs haproxy"
+row "redis-benchmark GET -P 1 -c 50" "$d_get" "$p_get" "$(ratio "$d_get" "$p_get")" "$(ratio "$h_get" "$p_get")"
+row "redis-benchmark SET -P 1 -c 50" "$d_set" "$p_set" "$(ratio "$d_set" "$p_set")" "$(ratio "$h_set" "$p_set")"
+row "GET, proxy to Redis' Unix socket" "$d_get" "$u_get" "$(ratio "$d_get" "$u_get")" "$(ratio "$hu_get" "$u_get")"
+row "SET, proxy to Redis' Unix socket" "$d_set" "$u_set" "$(ratio "$d_set" "$u_set")" "$(ratio "$hu_set" "$u_set")"
 row "pgbench -S -c 8 (tps)" "$d_pg" "$p_pg" "$(ratio "$d_pg" "$p_pg")" ""
-# CPU per request (user + system), GET and SET together. The direct run's two processes
-# are what any relay adds to, from the same cores.
-row "CPU per request (us), direct run" "" "" "" ""
-row "  redis-server, redis-benchmark" "$(per_request "$r0" "$r1" $n)" "$(per_request 0 "$b_ticks" $n)" "" ""
-row "CPU per request (us), the relay" "" "proxy" "" "vs haproxy"
-row "  to Redis over TCP" "" "$x_cpu" "" "$(vs "$x_cpu" "$h_cpu")"
-row "  to Redis' Unix socket" "" "$u_cpu" "" "$(vs "$u_cpu" "$hu_cpu")"
-if [ "$s_get" != - ]; then
-  row "peer: socat relay, GET" "$d_get" "$s_get" "$(ratio "$d_get" "$s_get")"
-  row "peer: socat relay, SET" "$d_set" "$s_set" "$(ratio "$d_set" "$s_set")"
-fi
+for peer in s:socat h:haproxy hu:"haproxy to the socket"; do
+  v=${peer%%:*}; label=${peer#*:}; get=${v}_get; set=${v}_set
+  [ "${!get}" != - ] || continue
+  row "peer: $label, GET" "$d_get" "${!get}" "$(ratio "$d_get" "${!get}")" ""
+  row "peer: $label, SET" "$d_set" "${!set}" "$(ratio "$d_set" "${!set}")" ""
+done
+# Where the CPU went, per request (GET and SET together): on a machine whose cores the
+# benchmark fills, the relay's share is what the proxied run loses.
+cpu() { printf '%-34s %10s %10s %7s %11s\n' "$@"; }
+echo
+cpu "CPU per request (us)" "redis" "benchmark" "relay" "all three"
+cpu "direct" $d_cpu
+cpu "proxy, to Redis over TCP" $p_cpu
+cpu "proxy, to Redis' Unix socket" $u_cpu
 if [ "$h_get" != - ]; then
-  row "peer: haproxy, GET" "$d_get" "$h_get" "$(ratio "$d_get" "$h_get")"
-  row "peer: haproxy, SET" "$d_set" "$h_set" "$(ratio "$d_set" "$h_set")"
-  row "peer: haproxy to the socket, GET" "$d_get" "$hu_get" "$(ratio "$d_get" "$hu_get")"
-  row "peer: haproxy to the socket, SET" "$d_set" "$hu_set" "$(ratio "$d_set" "$hu_set")"
-  row "peer: haproxy CPU per request (us)" "" "tcp $h_cpu" "" "unix $hu_cpu"
+  cpu "haproxy, to Redis over TCP" $h_cpu
+  cpu "haproxy, to Redis' Unix socket" $hu_cpu
 fi
+relay() { set -- $1; echo "$3"; }
+echo "proxy's CPU per request over haproxy's: to TCP $(ratio "$(relay "$h_cpu")" "$(relay "$p_cpu")"), to the socket $(ratio "$(relay "$hu_cpu")" "$(relay "$u_cpu")") (lower is cheaper)"

@@ -2,6 +2,7 @@
 //! does to round trips, connects and open connections; a real redis-server shows that a
 //! Redis client behaves through it as through a slow, dead or healthy network.
 
+use std::future::Future;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,13 +58,17 @@ fn observer() -> Observer {
 
 async fn proxy_to_echo(kind: Kind) -> (FaultProxy, mpsc::UnboundedReceiver<()>) {
     let (upstream, ended) = echo_server().await;
-    let proxy = match kind {
-        Kind::Fault => FaultProxy::start("echo", upstream.to_string()).await,
+    (start(kind, "echo", upstream).await, ended)
+}
+
+async fn start(kind: Kind, name: &'static str, upstream: SocketAddr) -> FaultProxy {
+    match kind {
+        Kind::Fault => FaultProxy::start(name, upstream.to_string()).await,
         Kind::Observing => {
-            FaultProxy::start_observing("echo", upstream.to_string(), observer()).await
+            FaultProxy::start_observing(name, upstream.to_string(), observer()).await
         }
-    };
-    (proxy.unwrap(), ended)
+    }
+    .unwrap()
 }
 
 async fn connect(addr: SocketAddr) -> TcpStream {
@@ -343,16 +348,17 @@ async fn a_dead_upstream_closes_the_client_connection() {
     let nothing_there = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = nothing_there.local_addr().unwrap();
     drop(nothing_there);
-    let proxy = FaultProxy::start("dead", upstream.to_string())
-        .await
-        .unwrap();
-    let mut client = connect(proxy.addr()).await;
-    let _ = client.write_all(b"hello?").await;
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(Duration::from_secs(1), client.read(&mut buf))
-        .await
-        .expect("the client hears within 1 s");
-    assert!(!matches!(read, Ok(n) if n > 0), "got an answer: {read:?}");
+    for kind in KINDS {
+        eprintln!("{kind:?} proxy");
+        let proxy = start(kind, "dead", upstream).await;
+        let mut client = connect(proxy.addr()).await;
+        let _ = client.write_all(b"hello?").await;
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(Duration::from_secs(1), client.read(&mut buf))
+            .await
+            .expect("the client hears within 1 s");
+        assert!(!matches!(read, Ok(n) if n > 0), "got an answer: {read:?}");
+    }
 }
 
 #[tokio::test]
@@ -418,6 +424,41 @@ async fn a_dropped_observing_proxy_ends_its_connections_and_its_thread() {
         threads_named("dropped proxy") == 0
     })
     .await;
+}
+
+#[tokio::test]
+async fn an_observing_proxy_abandoned_while_starting_ends_its_thread() {
+    let (upstream, _) = echo_server().await;
+    // The start is abandoned only if its first poll leaves it waiting for the thread's
+    // runtime; on a busy machine the thread can win that race, so try a few times.
+    for _ in 0..20 {
+        let mut start = Box::pin(FaultProxy::start_observing(
+            "abandoned",
+            upstream.to_string(),
+            observer(),
+        ));
+        let first =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(start.as_mut().poll(cx))).await;
+        if let std::task::Poll::Ready(proxy) = first {
+            drop(proxy);
+            wait_until("a started proxy's thread has ended", || {
+                threads_named("abandoned proxy") == 0
+            })
+            .await;
+            continue;
+        }
+        // Let the thread hand its runtime over, then give up on the start, as a timeout or
+        // Ctrl-C would.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(threads_named("abandoned proxy"), 1);
+        drop(start);
+        wait_until("the abandoned proxy's thread has ended", || {
+            threads_named("abandoned proxy") == 0
+        })
+        .await;
+        return;
+    }
+    panic!("the start never waited for its thread in 20 tries");
 }
 
 #[tokio::test]

@@ -68,9 +68,12 @@ impl FaultProxy {
     ) -> anyhow::Result<Self> {
         let upstream = upstream.into();
         let (cancel, tasks) = (CancellationToken::new(), TaskTracker::new());
+        // Until the proxy exists, an error, a panic or this future being dropped ends its
+        // own thread, if it has one.
+        let unfinished = cancel.clone().drop_guard();
         // An observing proxy (target mode) carries an app's load test: it gets a thread of
-        // its own (`own_thread`). The labs' fault proxies stay on the worker pool, where
-        // the labs' thresholds were measured.
+        // its own (`own_thread`). The proxies in front of cachelab's own servers stay on
+        // the worker pool, where the labs in `labs/` were measured.
         let runtime = match observer {
             Some(_) => own_thread::start(name, cancel.clone(), tasks.clone())
                 .await
@@ -83,14 +86,7 @@ impl FaultProxy {
             listener::bind("127.0.0.1:0".parse().expect("a socket address"))
                 .and_then(|listener| Ok((listener.local_addr()?, listener)))
         };
-        let (addr, listener) = match bound {
-            Ok(bound) => bound,
-            Err(e) => {
-                // Nothing will run on an own thread: end it.
-                cancel.cancel();
-                return Err(e).with_context(|| format!("starting the {name} proxy"));
-            }
-        };
+        let (addr, listener) = bound.with_context(|| format!("starting the {name} proxy"))?;
         let (control, _) = watch::channel(Control::default());
         let shared = Arc::new(Shared {
             name,
@@ -108,6 +104,7 @@ impl FaultProxy {
             .tasks
             .spawn_on(listener::accept_loop(Arc::clone(&shared)), &shared.runtime);
         tracing::debug!("{name} proxy on {addr} forwards to {}", shared.upstream);
+        unfinished.disarm();
         Ok(Self { shared })
     }
 

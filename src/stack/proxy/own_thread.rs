@@ -4,7 +4,8 @@
 //! another epoll), which on a loaded loopback costs more than the forwarding itself. One
 //! thread that nothing else shares does the same work with less CPU per request (see the
 //! README's target-mode "Overhead"). The price: one proxy's connections share one core,
-//! so the labs' fault proxies, whose thresholds were measured on the pool, stay there.
+//! so the proxies in front of cachelab's own servers, where the labs in `labs/` were
+//! measured, stay on the pool.
 
 use std::io;
 
