@@ -104,6 +104,23 @@ async fn assert_was_reset(stream: &mut TcpStream) {
     }
 }
 
+/// Within `within`, the client's connection ends without data and the upstream (the echo
+/// server) sees its connection end.
+async fn assert_both_ends_closed(
+    client: &mut TcpStream,
+    upstream_ended: &mut mpsc::UnboundedReceiver<()>,
+    within: Duration,
+) {
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(within, client.read(&mut buf))
+        .await
+        .unwrap_or_else(|_| panic!("the client connection ends within {within:?}"));
+    assert!(!matches!(read, Ok(n) if n > 0), "got data: {read:?}");
+    tokio::time::timeout(within, upstream_ended.recv())
+        .await
+        .unwrap_or_else(|_| panic!("the upstream connection ends within {within:?}"));
+}
+
 async fn wait_until(what: &str, condition: impl Fn() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(2);
     while !condition() {
@@ -376,14 +393,7 @@ async fn shutdown_ends_every_connection_and_stops_listening() {
 
         proxy.shutdown().await;
         // Every connection task has finished when shutdown returns: both ends are closed.
-        let mut buf = [0u8; 16];
-        let read = tokio::time::timeout(Duration::from_millis(200), client.read(&mut buf))
-            .await
-            .expect("the client connection is closed");
-        assert!(!matches!(read, Ok(n) if n > 0), "got data: {read:?}");
-        tokio::time::timeout(Duration::from_millis(200), upstream_ended.recv())
-            .await
-            .expect("the upstream connection is closed");
+        assert_both_ends_closed(&mut client, &mut upstream_ended, Duration::from_millis(200)).await;
         let refused = TcpStream::connect(addr)
             .await
             .expect_err("connect after shutdown");
@@ -412,14 +422,7 @@ async fn a_dropped_observing_proxy_ends_its_connections_and_its_thread() {
     round_trip(&mut client, b"hello").await;
 
     drop(proxy);
-    let mut buf = [0u8; 16];
-    let read = tokio::time::timeout(Duration::from_secs(1), client.read(&mut buf))
-        .await
-        .expect("the client connection ends within 1 s");
-    assert!(!matches!(read, Ok(n) if n > 0), "got data: {read:?}");
-    tokio::time::timeout(Duration::from_secs(1), upstream_ended.recv())
-        .await
-        .expect("the upstream connection ends within 1 s");
+    assert_both_ends_closed(&mut client, &mut upstream_ended, Duration::from_secs(1)).await;
     wait_until("the proxy's thread has ended", || {
         threads_named("dropped proxy") == 0
     })
